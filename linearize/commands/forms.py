@@ -1,0 +1,27 @@
+"""The forms a program can be evaluated in, shared by `eval`, `show` and `check`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..program import Program
+
+FORMS = ("original", "linearized", "reference")
+
+
+def program_in_form(prog: Program, form: str) -> Program:
+    if form == "original":
+        return prog
+    if form == "linearized":
+        from ..rewrite import linearize
+        return linearize(prog).result
+    raise ValueError(f"form {form!r} is not a program")
+
+
+def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
+    from ..cli import UsageError
+    from ..reference import REFERENCES
+    if name not in REFERENCES:
+        raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(REFERENCES)}")
+    return REFERENCES[name][variant]
