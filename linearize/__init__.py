@@ -6,16 +6,68 @@ Importing the package does not import torch or sympy; the parts that need them i
 from __future__ import annotations
 
 from . import programs
-from .build import (argsort, cat, complement, const, define, delta, gather, heaviside, index, kth_largest,
-                    kth_smallest, mean, size, sizes, sort_by_key, stack_over, sum_over, tensor, topk)
+from .build import (
+                    argsort,
+                    cat,
+                    complement,
+                    const,
+                    define,
+                    delta,
+                    gather,
+                    heaviside,
+                    index,
+                    kth_largest,
+                    kth_smallest,
+                    mean,
+                    rank_of,
+                    size,
+                    sizes,
+                    sort_by_key,
+                    stack_over,
+                    sum_over,
+                    tensor,
+                    topk,
+)
 from .evaluate import Compiled, compile
 from .ir import Affine, IRError, Node, Op, Sym
 from .program import InputError, Program, keep_rate_to_k, program
+from .rewrite import Derivation, LinearizeError, linearize
 
 __all__ = [
-    "Affine", "Compiled", "IRError", "InputError", "Node", "Op", "Program", "Sym", "argsort", "cat", "compile",
-    "complement", "const", "define", "delta", "gather", "heaviside", "index", "keep_rate_to_k", "kth_largest",
-    "kth_smallest", "mean", "program", "programs", "size", "sizes", "sort_by_key", "stack_over", "sum_over",
-    "tensor", "topk",
+                    "Affine",
+                    "Compiled",
+                    "Derivation",
+                    "IRError",
+                    "InputError",
+                    "LinearizeError",
+                    "Node",
+                    "Op",
+                    "Program",
+                    "Sym",
+                    "argsort",
+                    "cat",
+                    "compile",
+                    "complement",
+                    "const",
+                    "define",
+                    "delta",
+                    "gather",
+                    "heaviside",
+                    "index",
+                    "keep_rate_to_k",
+                    "kth_largest",
+                    "kth_smallest",
+                    "linearize",
+                    "mean",
+                    "program",
+                    "programs",
+                    "rank_of",
+                    "size",
+                    "sizes",
+                    "sort_by_key",
+                    "stack_over",
+                    "sum_over",
+                    "tensor",
+                    "topk",
 ]
 __version__ = "0.1.0"

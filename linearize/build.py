@@ -171,6 +171,11 @@ def sort_by_key(X: Node, key: Node, descending: bool = False) -> Node:
     return node(Op.SORT_BY_KEY, (X, key), bool(descending))
 
 
+def rank_of(key: Node, descending: bool = False) -> Node:
+    """Each key's 0-based stable rank (ties: lower index first): a permutation of range(n)."""
+    return node(Op.RANK, (key,), bool(descending))
+
+
 def topk(key: Node, k: Operand) -> Node:
     """Indices of the k largest keys, largest first, ties to the lower index."""
     return node(Op.TOPK, (key,), as_affine(k))

@@ -69,7 +69,8 @@ class Evaluation:
         out = []
         for v in vals:
             own = tuple(v.data.shape[1 + len(v.axes):])
-            shape = (v.data.shape[0], *(self.size(a) if a in v.axes else 1 for a in axes), *(1,) * (rank - len(own)), *own)
+            var_dims = (self.size(a) if a in v.axes else 1 for a in axes)
+            shape = (v.data.shape[0], *var_dims, *(1,) * (rank - len(own)), *own)
             out.append(v.data.reshape(shape))
         if full:
             target = tuple(max(d) for d in zip(*(o.shape for o in out)))
@@ -145,7 +146,7 @@ class Evaluation:
             full = data.shape[:1 + pos] + (hi - lo,) + data.shape[2 + pos:]
             body = Val(self.xp.broadcast_to(data, full), axes)
         pos = 1 + body.axes.index(v)
-        rest = tuple(a for a in body.axes if a is not v)
+        rest = tuple(a for a in body.axes if a != v)
         if n.op is Op.STACK:
             return Val(self.xp.moveaxis(body.data, pos, len(body.axes)), rest)
         if v.lo.vars or v.hi.vars:  # ragged: mask to lo(outer) <= v < hi(outer)
@@ -154,7 +155,7 @@ class Evaluation:
             mask = Val((a >= b) & (a < c), m_axes)
             (data, m), axes = self.align([body, mask])
             masked = self.xp.where(m, data, 0)
-            return Val(self.xp.sum(masked, 1 + axes.index(v)), tuple(a for a in axes if a is not v))
+            return Val(self.xp.sum(masked, 1 + axes.index(v)), tuple(a for a in axes if a != v))
         return Val(self.xp.sum(body.data, pos), rest)
 
 
@@ -200,6 +201,12 @@ def _argsort(ev: Evaluation, n: Node) -> Val:
     return Val(ev.xp.argsort(ev.memo[n.src[0]].data, n.arg), ())
 
 
+def _rank(ev: Evaluation, n: Node) -> Val:
+    perm = ev.xp.argsort(ev.memo[n.src[0]].data, n.arg)
+    # the rank of token i is its position in the stable order: invert the permutation
+    return Val(ev.xp.to_dtype(ev.xp.argsort(perm, False), ev.dtype), ())
+
+
 def _sort_by_key(ev: Evaluation, n: Node) -> Val:
     perm = ev.xp.argsort(ev.memo[n.src[1]].data, n.arg)
     return Val(_rows(ev, ev.memo[n.src[0]].data, perm), ())
@@ -236,7 +243,7 @@ _STRUCTURAL: dict[Op, Callable[[Evaluation, Node], Val]] = {
     Op.INPUT: _input, Op.CONST: _const, Op.AFFINE: lambda ev, n: ev.affine(n.arg),
     Op.INDEX: Evaluation.index, Op.SLICE: _slice, Op.CAT: _cat,
     Op.SUM: Evaluation.binder, Op.STACK: Evaluation.binder, Op.DEF: lambda ev, n: ev.memo[n.src[0]],
-    Op.MEAN: _mean, Op.ARGSORT: _argsort, Op.SORT_BY_KEY: _sort_by_key, Op.TOPK: _topk,
+    Op.MEAN: _mean, Op.ARGSORT: _argsort, Op.RANK: _rank, Op.SORT_BY_KEY: _sort_by_key, Op.TOPK: _topk,
     Op.GATHER: _gather, Op.COMPLEMENT: _complement, Op.KTH: _kth,
 }
 

@@ -122,7 +122,7 @@ def bound(a: Affine, upper: bool) -> Affine:
             return a
         # a variable no other remaining variable's range refers to is innermost
         inner = next(v for v in sorted(vs, key=Sym.sort_key)
-                     if not any(v in (w.lo.vars | w.hi.vars) for w in vs if w is not v))
+                     if not any(v in (w.lo.vars | w.hi.vars) for w in vs if w != v))
         take_hi = (a.coeff(inner) > 0) == upper
         a = a.subs({inner: inner.hi - 1 if take_hi else inner.lo})
     raise IRError(f"index variable ranges refer to each other cyclically in {a}")
@@ -152,12 +152,13 @@ class Op(enum.Enum):
     GATHER = enum.auto()       # src: (X, idx); X[idx] along the leading axis
     COMPLEMENT = enum.auto()   # src: (idx,); arg: n; ascending indices in [0, n) not in idx
     KTH = enum.auto()          # src: (X, key, AFFINE r); arg: descending; the row of X with stable rank r
+    RANK = enum.auto()         # src: (key,); arg: descending; each key's 0-based stable rank, a permutation
 
 
 ELEMENTWISE = {Op.ADD, Op.SUB, Op.MUL, Op.DIV}
 UNARY = {Op.NEG, Op.HEAVISIDE, Op.DELTA}
 BINDERS = {Op.SUM, Op.STACK}
-DATA_DEPENDENT = {Op.ARGSORT, Op.SORT_BY_KEY, Op.TOPK, Op.GATHER, Op.COMPLEMENT, Op.KTH}
+DATA_DEPENDENT = {Op.ARGSORT, Op.SORT_BY_KEY, Op.TOPK, Op.GATHER, Op.COMPLEMENT, Op.KTH, Op.RANK}
 
 Shape = tuple[Affine, ...]
 
@@ -165,7 +166,7 @@ Shape = tuple[Affine, ...]
 class Node:
     """An interned IR node: building the same (op, src, arg) twice gives the same object."""
 
-    __slots__ = ("op", "src", "arg", "shape", "dtype", "free", "__weakref__")
+    __slots__ = ("__weakref__", "arg", "dtype", "free", "op", "shape", "src")
     op: Op
     src: tuple[Node, ...]
     arg: Any

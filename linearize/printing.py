@@ -92,6 +92,9 @@ class Printer:
 def _binary(symbol: str, prec: int) -> Callable[[Printer, Node], tuple[str, int]]:
     def render(p: Printer, n: Node) -> tuple[str, int]:
         left = p.show(n.src[0], prec)
+        if symbol in "+-" and n.src[1].op is Op.AFFINE:  # a - (k - 1) reads better as a - k + 1
+            text = str(n.src[1].arg if symbol == "+" else -n.src[1].arg)
+            return (f"{left} - {text[1:]}" if text.startswith("-") else f"{left} + {text}"), prec
         # the right operand of - and / needs parentheses at equal precedence
         right = p.show(n.src[1], prec + (1 if symbol in "-/" else 0))
         return f"{left} {symbol} {right}", prec
@@ -103,7 +106,7 @@ def _call(name: str) -> Callable[[Printer, Node], tuple[str, int]]:
 
 
 def _sorting(p: Printer, n: Node) -> tuple[str, int]:
-    name = {Op.ARGSORT: "argsort", Op.SORT_BY_KEY: "sort_by_key"}[n.op]
+    name = {Op.ARGSORT: "argsort", Op.SORT_BY_KEY: "sort_by_key", Op.RANK: "rank_of"}[n.op]
     desc = ", descending=True" if n.arg else ""
     return f"{name}({', '.join(p.show(s) for s in n.src)}{desc})", _ATOM
 
@@ -132,7 +135,7 @@ _PRINTERS: dict[Op, Callable[[Printer, Node], tuple[str, int]]] = {
     Op.STACK: _stack,
     Op.DEF: lambda p, n: (p.name_of(n), _ATOM),
     Op.MEAN: lambda p, n: (f"mean({p.show(n.src[0])}, axis={n.arg})", _ATOM),
-    Op.ARGSORT: _sorting, Op.SORT_BY_KEY: _sorting,
+    Op.ARGSORT: _sorting, Op.SORT_BY_KEY: _sorting, Op.RANK: _sorting,
     Op.TOPK: lambda p, n: (f"topk({p.show(n.src[0])}, {n.arg})", _ATOM),
     Op.GATHER: _call("gather"),
     Op.COMPLEMENT: lambda p, n: (f"complement({p.show(n.src[0])}, {n.arg})", _ATOM),

@@ -84,7 +84,8 @@ def _cat(op: Op, src: tuple[Node, ...], arg: Any) -> tuple[Shape, str]:
     first = src[0].shape
     for s in src[1:]:
         if len(s.shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(first, s.shape)) if i != arg):
-            raise IRError(f"cat along axis {arg}: shape {_fmt(s.shape)} does not match {_fmt(first)} in {_what(op, src)}")
+            raise IRError(f"cat along axis {arg}: shape {_fmt(s.shape)} does not match {_fmt(first)} "
+                          f"in {_what(op, src)}")
     if not 0 <= arg < len(first):
         raise IRError(f"cat axis {arg} out of range for tensors of rank {len(first)}")
     total = first[arg]
@@ -134,6 +135,12 @@ def _argsort(op: Op, src: tuple[Node, ...], arg: Any) -> tuple[Shape, str]:
     _closed(op, src)
     _key(op, src[0], src)
     return src[0].shape, "int"
+
+
+def _rank(op: Op, src: tuple[Node, ...], arg: Any) -> tuple[Shape, str]:
+    _closed(op, src)
+    _key(op, src[0], src)
+    return src[0].shape, "float"  # a count, used in arithmetic like num_greater
 
 
 def _sort_by_key(op: Op, src: tuple[Node, ...], arg: Any) -> tuple[Shape, str]:
@@ -197,7 +204,7 @@ RULES: dict[Op, Callable[[Op, tuple[Node, ...], Any], tuple[Shape, str]]] = {
     **{op: _unary for op in (Op.NEG, Op.HEAVISIDE, Op.DELTA)},
     Op.INDEX: _index, Op.SLICE: _slice, Op.CAT: _cat, Op.SUM: _binder, Op.STACK: _binder,
     Op.DEF: _def, Op.MEAN: _mean, Op.ARGSORT: _argsort, Op.SORT_BY_KEY: _sort_by_key, Op.KTH: _sort_by_key,
-    Op.TOPK: _topk, Op.GATHER: _gather, Op.COMPLEMENT: _complement,
+    Op.RANK: _rank, Op.TOPK: _topk, Op.GATHER: _gather, Op.COMPLEMENT: _complement,
 }
 
 
