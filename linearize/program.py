@@ -187,6 +187,8 @@ def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
 
 def keep_rate_to_k(keep_rate: float, n: int) -> int:
     """The official EViT conversion: left_tokens = ceil(keep_rate * (number of non-CLS tokens))."""
-    if not 0 < keep_rate <= 1 or math.isnan(keep_rate):
+    if math.isnan(keep_rate) or not 0 < keep_rate <= 1:
         raise InputError(f"keep rate must be in (0, 1], got {keep_rate}")
+    if n < 1:
+        raise InputError(f"n must be >= 1, got {n}")
     return math.ceil(keep_rate * n)

@@ -10,23 +10,15 @@ descending sort instead (lower token index first among equal scores); use them o
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from .program import keep_rate_to_k  # the official conversion, shared with the CLI (which must not import torch)
+
 __all__ = ["REFERENCES", "complement_idx", "evit", "evit_stable", "keep_rate_to_k", "topk", "topk_stable"]
-
-
-def keep_rate_to_k(keep_rate: float, n: int) -> int:
-    """Number of non-CLS tokens kept, as the official code computes it: ``ceil(keep_rate * n)`` (pure Python)."""
-    if math.isnan(keep_rate) or not 0 < keep_rate <= 1:
-        raise ValueError(f"keep rate must be in (0, 1], got {keep_rate}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    return math.ceil(keep_rate * n)
 
 
 def complement_idx(idx: Tensor, dim: int) -> Tensor:
