@@ -71,3 +71,11 @@ __all__ = [
                     "topk",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """`to_sympy` is loaded on first use, so that `import linearize` does not import sympy."""
+    if name == "to_sympy":
+        from .sympy_bridge import to_sympy
+        return to_sympy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -150,6 +150,10 @@ class Program:
         lines.append(f"    return {p.show(self.output)}")
         return "\n".join(lines)
 
+    def _repr_latex_(self) -> str:
+        from .sympy_bridge import program_latex
+        return program_latex(self)
+
 
 def _size_syms(n: Node) -> set[Sym]:
     found: set[Sym] = set()
