@@ -34,7 +34,7 @@ def complement_sum(n: Node, ctx: Context) -> Node | None:
     comp = comps.pop()
     topk, total = comp.src[0], comp.arg
     key, k = topk.src[0], topk.arg
-    if m.lo != Affine() or m.hi != total - k:
+    if m.lo != Affine() or m.hi != total - k or total != key.shape[0]:  # complement of all n tokens only
         return None
     r = fresh("r", k, total, [body])
     new_body = replace_nodes(body, {u: node(Op.INDEX, (node(Op.SORT_BY_KEY, (u.src[0].src[0], key), True),
