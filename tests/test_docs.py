@@ -39,3 +39,17 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert lines[0] == "pip install -e '.[dev]' && linearize check evit"
     assert lines[1] == "python -m pytest"
     assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_cli_reference_covers_every_command_and_option() -> None:
+    import argparse
+
+    from linearize.cli import build_parser
+    text = (ROOT / "docs" / "cli.md").read_text()
+    sections = dict(re.findall(r"^## `(\w+)`\n(.*?)(?=^## |\Z)", text, re.M | re.S))
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        assert name in sections, f"docs/cli.md has no section for `linearize {name}`"
+        options = {o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
+        missing = {o for o in options if o not in sections[name]}
+        assert not missing, f"docs/cli.md does not document {sorted(missing)} of `linearize {name}`"
