@@ -62,7 +62,8 @@ def _getitem(x: Node, key: object) -> Node:
     out = x
     for item in items:
         if axis >= len(out.shape):
-            raise IRError(f"too many indices {key!r} for a tensor of rank {len(x.shape)}")
+            from .printing import show
+            raise IRError(f"too many indices {key!r} for `{show(x)}` of rank {len(x.shape)}")
         if isinstance(item, slice):
             if item.step not in (None, 1):
                 raise IRError(f"slices with a step are not supported: {item}")
@@ -139,7 +140,11 @@ def delta(x: Operand) -> Node:
 
 def sum_over(i: Node, body: Operand) -> Node:
     """sum<i>(body): the sum of body over the index variable's range."""
-    return node(Op.SUM, (lift(body),), _var(i))
+    body, var = lift(body), _var(i)
+    if var not in body.free:  # almost always a typo, like sum<j>(key[i]) for sum<j>(key[j])
+        from .printing import show
+        raise IRError(f"sum over {var.name} of `{show(body)}`, which does not use {var.name}")
+    return node(Op.SUM, (body,), var)
 
 
 def stack_over(r: Node | Sym, body: Operand) -> Node:

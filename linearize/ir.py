@@ -177,6 +177,9 @@ class Node:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("IR nodes are immutable")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("IR nodes are immutable")
+
     @property
     def affine(self) -> Affine:
         if self.op is not Op.AFFINE:
