@@ -74,8 +74,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """`to_sympy` is loaded on first use, so that `import linearize` does not import sympy."""
+    """`to_sympy` and `check` are loaded on first use, so that `import linearize` imports neither sympy nor
+    hypothesis (nor torch)."""
     if name == "to_sympy":
         from .sympy_bridge import to_sympy
         return to_sympy
+    if name == "check":
+        import importlib
+        fn = importlib.import_module(".check", __name__).check
+        globals()["check"] = fn  # importing the submodule bound the module to this name: bind the function
+        return fn
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

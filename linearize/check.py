@@ -1,0 +1,259 @@
+"""The equivalence checker: draw sizes and inputs with hypothesis, evaluate both sides, shrink a failure.
+
+    result = check(linearize(evit).result, "evit")     # a Program, a callable, or a reference name
+    result.ok, result.examples, result.counterexample, result.seconds
+
+Inputs are the pruning family's: x [B, N+1, C], attn [B, H, N+1, N+1] and k, 1 <= k <= N (k == N included).
+Scores (the head-mean CLS attention) are dyadic, so that every implementation computes their mean exactly
+alike and equal scores stay equal: see docs/checker.md. torch is imported only when a side needs it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from random import Random
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample
+from hypothesis.extra import numpy as hnp
+
+from .program import Program
+
+__all__ = ["MAX_SIZES", "TOLERANCES", "CheckResult", "Counterexample", "RowDiff", "check", "instances"]
+
+MAX_SIZES = {"B": 3, "N": 11, "C": 4, "H": 3}  # N + 1 <= 12 tokens
+GRID = 2**12  # continuous scores: multiples of 1/4096 in [0, 1); sums over <= 3 heads are exact
+TIE_VALUES = (0.0, 0.125, 0.25, 0.5)  # tie-forcing draws: a few dyadic values
+KINDS = ("continuous", "ties", "equal")  # equal: every score of a batch item is the same
+TOLERANCES: dict[str, tuple[float, float]] = {"float32": (1e-5, 1e-5), "float64": (1e-12, 1e-12)}  # rtol, atol
+
+Side = Program | Callable[..., Any] | Mapping[str, Callable[..., Any]] | str
+
+
+@dataclass
+class RowDiff:
+    batch: int
+    row: int
+    expected: list[float]
+    got: list[float]
+
+
+@dataclass
+class Counterexample:
+    sizes: dict[str, int]  # B, N, C, H, k
+    draw: str  # continuous | ties | equal
+    reference: str  # which reference ran: official, stable, program, callable
+    scores: list[list[float]]  # [B][N]: the head-mean CLS attention of tokens 1..N
+    x: list[Any]
+    attn: list[Any]
+    rows: list[RowDiff] = field(default_factory=list)  # the output rows that differ
+    problem: str = ""  # a shape mismatch or the candidate's error, when there is no row to compare
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        s = self.sizes
+        lines = [f"sizes: B = {s['B']}, N = {s['N']}, C = {s['C']}, H = {s['H']}, k = {s['k']}"
+                 f"   ({self.draw} draw; compared with the {self.reference} reference)"]
+        for b in range(s["B"]):
+            tag = f"[{b}]" if s["B"] > 1 else ""
+            lines.append(f"scores{tag} (tokens 1..N): {_fmt(self.scores[b])}")
+            lines.append(f"x{tag}: " + ", ".join(f"{r}: {_fmt(row)}" for r, row in enumerate(self.x[b])))
+        if self.problem:
+            lines.append(self.problem)
+        for d in self.rows:
+            where = f"batch {d.batch}, row {d.row}" if s["B"] > 1 else f"row {d.row}"
+            lines.append(f"{where}: expected {_fmt(d.expected)}  got {_fmt(d.got)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    examples: int  # examples run before the first failure (or in all, when none failed)
+    counterexample: Counterexample | None
+    seconds: float
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        ce = self.counterexample
+        return {"ok": self.ok, "examples": self.examples, "counterexample": ce.to_dict() if ce else None,
+                "seconds": round(self.seconds, 3)}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(e) for e in v) + "]"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = str(dtype).replace("torch.", "") if type(dtype).__module__.startswith("torch") else np.dtype(dtype).name
+    if name not in TOLERANCES:
+        raise ValueError(f"check compares float32 or float64, got {name}")
+    return name
+
+
+@st.composite
+def instances(draw: Callable[..., Any], ties: bool = True, dtype: Any = np.float32) -> dict[str, Any]:
+    """One draw: {kind, x [B, N+1, C], attn [B, H, N+1, N+1], k}; shrinks towards small sizes."""
+    kind = draw(st.sampled_from(KINDS if ties else KINDS[:1]))
+    b, n = draw(st.integers(1, MAX_SIZES["B"])), draw(st.integers(1, MAX_SIZES["N"]))
+    c, h = draw(st.integers(1, MAX_SIZES["C"])), draw(st.integers(1, MAX_SIZES["H"]))
+    k = draw(st.integers(1, n))
+    x = draw(hnp.arrays(dtype, (b, n + 1, c), elements=st.floats(-2, 2, width=32, allow_subnormal=False)))
+    # the rows of attn other than CLS score nothing: one drawn seed fills them, to keep draws cheap
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    attn = rng.integers(0, GRID, (b, h, n + 1, n + 1)) / GRID
+    if kind == "continuous":
+        cls = draw(hnp.arrays(np.int64, (b, h, n + 1), elements=st.integers(0, GRID - 1), fill=st.nothing())) / GRID
+    elif kind == "ties":
+        cls = draw(hnp.arrays(np.float64, (b, h, n + 1), elements=st.sampled_from(TIE_VALUES), fill=st.nothing()))
+    else:
+        cls = np.broadcast_to(np.array(draw(st.lists(st.sampled_from(TIE_VALUES), min_size=b, max_size=b)))
+                              [:, None, None], (b, h, n + 1))
+    attn[:, :, 0, :] = cls
+    return {"kind": kind, "x": x.astype(dtype), "attn": attn.astype(dtype), "k": k}
+
+
+class _Side:
+    """One side of the comparison, called on numpy inputs, returning a numpy array."""
+
+    def __init__(self, side: Side, backend: str):
+        from .evaluate import compile
+        self.variants: dict[str, Callable[..., Any]] = {}
+        self.compiled = None
+        if isinstance(side, str):
+            from .reference import REFERENCES
+            if side not in REFERENCES:
+                raise ValueError(f"no torch reference named {side!r}; references: {', '.join(REFERENCES)}")
+            side = REFERENCES[side]
+        if isinstance(side, Program):
+            self.compiled, self.backend = compile(side, backend), backend
+            missing = {"x", "attn"} - set(side.input_names) or set(side.input_names) - {"x", "attn"}
+            if missing or side.given_sizes != ("k",):
+                raise ValueError(f"check draws x, attn and k; {side.name} takes "
+                                 f"{', '.join(side.input_names + side.given_sizes)}")
+        elif isinstance(side, Mapping):
+            if not {"official", "stable"} <= set(side):
+                raise ValueError("a reference mapping needs 'official' and 'stable' entries")
+            self.variants = dict(side)
+        elif callable(side):
+            self.variants = {"callable": side}
+        else:
+            raise TypeError(f"cannot check a {type(side).__name__}: pass a Program, a callable or a reference name")
+
+    def variant(self, tied: bool) -> str:
+        if self.compiled is not None:
+            return "program"
+        if "callable" in self.variants:
+            return "callable"
+        return "stable" if tied else "official"
+
+    def __call__(self, x: np.ndarray, attn: np.ndarray, k: int, tied: bool) -> np.ndarray:
+        if self.compiled is not None and self.backend == "numpy":
+            return np.asarray(self.compiled(x=x, attn=attn, k=k))
+        import torch
+        tx, ta = torch.from_numpy(x), torch.from_numpy(attn)
+        if self.compiled is not None:
+            out = self.compiled(x=tx, attn=ta, k=k)
+        else:
+            out = self.variants[self.variant(tied)](tx, ta, k)
+        return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+
+
+def _scores(attn: np.ndarray) -> np.ndarray:
+    return attn[:, :, 0, 1:].mean(axis=1)
+
+
+def _tied(inst: Mapping[str, Any]) -> bool:
+    return inst["kind"] != "continuous" or any(len(set(row)) < len(row) for row in _scores(inst["attn"]).tolist())
+
+
+def _compare(want: np.ndarray, got: np.ndarray, inst: Mapping[str, Any]) -> tuple[list[RowDiff], str]:
+    """The rows that differ beyond the dtype's tolerance, or a problem (shape, dtype) when rows can't be compared."""
+    if got.shape != want.shape:
+        return [], f"output shape {list(got.shape)}, expected {list(want.shape)}"
+    rtol, atol = TOLERANCES[_dtype_name(want.dtype)]
+    # atol scales with the largest fused sum the inputs allow: sum_i |score_i| * max |x|
+    x, scores = inst["x"].astype(np.float64), _scores(inst["attn"].astype(np.float64))
+    scale = max(1.0, float(np.max(np.abs(scores).sum(axis=1) * np.abs(x).max(axis=(1, 2)))))
+    close = np.isclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol * scale)
+    bad = np.argwhere(~close.reshape(close.shape[0], close.shape[1], -1).all(axis=2))
+    return [RowDiff(int(b), int(r), want[b, r].tolist(), got[b, r].tolist()) for b, r in bad], ""
+
+
+def check(candidate: Side, reference: Side, *, examples: int = 300, ties: bool = True, seed: int | None = None,
+          dtype: Any = np.float32, backend: str = "numpy") -> CheckResult:
+    """Property-test candidate == reference on `examples` draws; a failure is shrunk to a minimal counterexample.
+
+    Each side is an IR Program (run with linearize.compile on `backend`), a callable f(x, attn, k) taking torch
+    tensors (like linearize.reference.evit), or a torch reference by name ("evit") or as {"official": f,
+    "stable": g}: tied scores are compared with the stable variant, distinct ones with the official code.
+    ties=False draws continuous scores only. seed=None is deterministic (hypothesis' derandomize); a seed
+    explores other draws, reproducibly.
+    """
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+    if examples < 1:
+        raise ValueError(f"examples must be >= 1, got {examples}")
+    dtype = np.dtype(_dtype_name(dtype))
+    t0 = time.perf_counter()
+    cand, ref = _Side(candidate, backend), _Side(reference, backend)
+    ran, failed = 0, False
+
+    def differs(inst: dict[str, Any]) -> bool:
+        nonlocal ran, failed
+        ran += 0 if failed else 1
+        found = _fails(cand, ref, inst)
+        failed = failed or found
+        return found
+
+    config = settings(database=None, max_examples=examples, deadline=None, derandomize=seed is None,
+                      suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
+    try:
+        inst = find(instances(ties, dtype), differs, settings=config,
+                    random=None if seed is None else Random(seed))
+    except NoSuchExample:
+        return CheckResult(True, ran, None, time.perf_counter() - t0)
+    rows, problem = _diff(cand, ref, inst)
+    x, attn, k = inst["x"], inst["attn"], inst["k"]
+    b, n1, c = x.shape
+    ce = Counterexample({"B": b, "N": n1 - 1, "C": c, "H": attn.shape[1], "k": k}, inst["kind"],
+                        ref.variant(_tied(inst)), _scores(attn).tolist(), x.tolist(), attn.tolist(), rows, problem)
+    return CheckResult(False, ran, ce, time.perf_counter() - t0)
+
+
+def _diff(cand: _Side, ref: _Side, inst: Mapping[str, Any]) -> tuple[list[RowDiff], str]:
+    x, attn, k, tied = inst["x"], inst["attn"], inst["k"], _tied(inst)
+    want = ref(x, attn, k, tied)
+    try:
+        got = cand(x, attn, k, tied)
+    except Exception as e:  # the candidate failing where the reference answers is a counterexample too
+        return [], f"the candidate raised {type(e).__name__}: {e}"
+    return _compare(want, got, inst)
+
+
+def _fails(cand: _Side, ref: _Side, inst: Mapping[str, Any]) -> bool:
+    rows, problem = _diff(cand, ref, inst)
+    return bool(rows or problem)
+
+
+class _CallableModule(types.ModuleType):
+    """`import linearize.check` binds this module to `linearize.check`; calling it calls check()."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> CheckResult:
+        return check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
