@@ -283,7 +283,11 @@ class Compiled:
             raise InputError(f"dtypes disagree: {', '.join(f'{k} is {a.dtype}' for k, a in arrays.items())}")
         given = {s: kwargs[s] for s in p.given_sizes if s in kwargs}
         for s, v in given.items():
-            if isinstance(v, bool) or not float(v).is_integer():
+            try:
+                integral = not isinstance(v, bool | str | bytes) and float(v).is_integer()
+            except (TypeError, ValueError):
+                integral = False
+            if not integral:
                 raise InputError(f"size {s} must be an integer, got {v!r}")
         env = p.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
         return env, arrays, next(iter(arrays.values())).dtype
