@@ -59,10 +59,19 @@ class Counterexample:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def row_names(self) -> list[str]:
+        """What the expected output's rows are, when it has the EViT/Top-K layout: CLS, ranks 0..k-1, fused."""
+        k, n = self.sizes["k"], self.sizes["N"]
+        if k == n:
+            return ["CLS"] + [f"token {t}" for t in range(1, n + 1)]
+        return ["CLS"] + [f"rank {r}" for r in range(k)] + ["fused token"]
+
     def __str__(self) -> str:
         s = self.sizes
+        ref = f"the {self.reference} reference" if self.reference in ("official", "stable") else f"a {self.reference}"
         lines = [f"sizes: B = {s['B']}, N = {s['N']}, C = {s['C']}, H = {s['H']}, k = {s['k']}"
-                 f"   ({self.draw} draw; compared with the {self.reference} reference)"]
+                 f"   ({self.draw} draw; expected values from {ref})"]
         for b in range(s["B"]):
             tag = f"[{b}]" if s["B"] > 1 else ""
             lines.append(f"scores{tag} (tokens 1..N): {_fmt(self.scores[b])}")
@@ -71,6 +80,7 @@ class Counterexample:
             lines.append(self.problem)
         for d in self.rows:
             where = f"batch {d.batch}, row {d.row}" if s["B"] > 1 else f"row {d.row}"
+            where += f" ({self.row_names[d.row]})" if d.row < len(self.row_names) else ""
             lines.append(f"{where}: expected {_fmt(d.expected)}  got {_fmt(d.got)}")
         return "\n".join(lines)
 

@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
                              f"try `linearize check {args.program} --against original`")
         reference: Any = ref
         against = f"reference ({ref})"
+    elif candidate is prog:
+        raise UsageError(f"{prog.name} is already in linearized form, so it is its own original; "
+                         f"try `linearize check {args.program} --against reference`")
     else:
         reference, against = prog, "original"
     result = check(candidate, reference, examples=args.examples, seed=args.seed, backend=args.backend)
