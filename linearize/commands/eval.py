@@ -18,12 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_npz(path: str) -> dict:
+    import os
     import zipfile
 
     import numpy as np
 
     from ..cli import UsageError
     try:
+        if os.path.exists(path) and not zipfile.is_zipfile(path):  # np.load would read an .npy, or try a pickle
+            raise UsageError(f"{path} is not an .npz file (np.savez writes one)")
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
     except FileNotFoundError:
@@ -62,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = compile(program_in_form(prog, args.form), args.backend)(**inputs, k=k)
         out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
-    np.savez(args.out, out=out)
+    try:
+        np.savez(args.out, out=out)
+    except OSError as e:
+        raise UsageError(f"cannot write {args.out}: {e.strerror or e}") from None
     print(f"wrote {args.out}: out {list(out.shape)} {out.dtype} (k = {k})")
     return 0
