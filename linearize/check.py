@@ -15,22 +15,24 @@ import time
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from random import Random
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, assume, find, settings
+from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 from hypothesis.extra import numpy as hnp
 
 from .program import Program
 
-__all__ = ["MAX_SIZES", "TOLERANCES", "CheckResult", "Counterexample", "RowDiff", "check", "instances"]
+__all__ = ["GRID", "MAX_SIZES", "TIE_UNITS", "TOLERANCES", "CheckResult", "Counterexample", "RowDiff", "check",
+           "instances"]
 
 MAX_SIZES = {"B": 3, "N": 11, "C": 4, "H": 3}  # N + 1 <= 12 tokens
-GRID = 2**12  # continuous scores: multiples of 1/4096 in [0, 1); sums over <= 3 heads are exact
-TIE_VALUES = (0.0, 0.125, 0.25, 0.5)  # tie-forcing draws: a few dyadic values
+GRID = 2**12  # every score and attention value drawn is a multiple of 1/4096: sums over heads are exact
+TIE_UNITS = (0, GRID // 8, GRID // 4, GRID // 2)  # tie-forcing draws: scores from a few values, 0, 1/8, 1/4, 1/2
 KINDS = ("continuous", "ties", "equal")  # equal: every score of a batch item is the same
 TOLERANCES: dict[str, tuple[float, float]] = {"float32": (1e-5, 1e-5), "float64": (1e-12, 1e-12)}  # rtol, atol
 
@@ -74,7 +76,8 @@ class Counterexample:
                  f"   ({self.draw} draw; expected values from {ref})"]
         for b in range(s["B"]):
             tag = f"[{b}]" if s["B"] > 1 else ""
-            lines.append(f"scores{tag} (tokens 1..N): {_fmt(self.scores[b])}")
+            exact = ", ".join(str(Fraction(v).limit_denominator(1 << 30)) for v in self.scores[b])
+            lines.append(f"scores{tag} (tokens 1..N): [{exact}]")
             lines.append(f"x{tag} (row 0 is CLS): {_fmt(self.x[b])}")
         if self.problem:
             lines.append(self.problem)
@@ -116,25 +119,31 @@ def _dtype_name(dtype: Any) -> str:
 
 @st.composite
 def instances(draw: Callable[..., Any], ties: bool = True, dtype: Any = np.float32) -> dict[str, Any]:
-    """One draw: {kind, x [B, N+1, C], attn [B, H, N+1, N+1], k}; shrinks towards small sizes."""
+    """One draw: {kind, x [B, N+1, C], attn [B, H, N+1, N+1], k}; shrinks towards small sizes.
+
+    The scores are drawn first (distinct on continuous draws), then per-head offsets that sum to zero over
+    the heads: every value is a multiple of 1/GRID, so the head mean is exactly the drawn score everywhere.
+    """
     kind = draw(st.sampled_from(KINDS if ties else KINDS[:1]))
     b, n = draw(st.integers(1, MAX_SIZES["B"])), draw(st.integers(1, MAX_SIZES["N"]))
     c, h = draw(st.integers(1, MAX_SIZES["C"])), draw(st.integers(1, MAX_SIZES["H"]))
     k = draw(st.integers(1, n))
-    x = draw(hnp.arrays(dtype, (b, n + 1, c), elements=st.floats(-2, 2, width=32, allow_subnormal=False)))
-    # the rows of attn other than CLS score nothing: one drawn seed fills them, to keep draws cheap
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    attn = rng.integers(0, GRID, (b, h, n + 1, n + 1)) / GRID
     if kind == "continuous":
-        cls = draw(hnp.arrays(np.int64, (b, h, n + 1), elements=st.integers(0, GRID - 1), fill=st.nothing())) / GRID
-        assume(not _has_ties(cls[:, :, 1:].mean(axis=1)))  # continuous draws are compared with the official code
+        rows = [draw(st.lists(st.integers(0, GRID - 1), min_size=n, max_size=n, unique=True)) for _ in range(b)]
     elif kind == "ties":
-        cls = draw(hnp.arrays(np.float64, (b, h, n + 1), elements=st.sampled_from(TIE_VALUES), fill=st.nothing()))
+        rows = [draw(st.lists(st.sampled_from(TIE_UNITS), min_size=n, max_size=n)) for _ in range(b)]
     else:
-        cls = np.broadcast_to(np.array(draw(st.lists(st.sampled_from(TIE_VALUES), min_size=b, max_size=b)))
-                              [:, None, None], (b, h, n + 1))
-    attn[:, :, 0, :] = cls
-    return {"kind": kind, "x": x.astype(dtype), "attn": attn.astype(dtype), "k": k}
+        rows = [[draw(st.sampled_from(TIE_UNITS))] * n for _ in range(b)]
+    scores = np.array(rows, np.int64)  # [B, N] in units of 1/GRID
+    x = draw(hnp.arrays(dtype, (b, n + 1, c), elements=st.floats(-2, 2, width=32, allow_subnormal=False)))
+    offsets = np.zeros((b, h, n), np.int64)
+    offsets[:, :-1] = draw(hnp.arrays(np.int64, (b, h - 1, n), elements=st.integers(-GRID // 8, GRID // 8)))
+    offsets[:, -1] = -offsets[:, :-1].sum(axis=1)
+    # the rest of attn scores nothing: one drawn seed fills it, to keep draws cheap
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    attn = rng.integers(0, GRID, (b, h, n + 1, n + 1))
+    attn[:, :, 0, 1:] = scores[:, None, :] + offsets
+    return {"kind": kind, "x": x.astype(dtype), "attn": (attn / GRID).astype(dtype), "k": k}
 
 
 class _Side:
@@ -185,10 +194,6 @@ class _Side:
 
 def _scores(attn: np.ndarray) -> np.ndarray:
     return attn[:, :, 0, 1:].mean(axis=1)
-
-
-def _has_ties(scores: np.ndarray) -> bool:
-    return any(len(set(row)) < len(row) for row in scores.tolist())
 
 
 def _tied(inst: Mapping[str, Any]) -> bool:

@@ -15,7 +15,7 @@ from hypothesis import given
 
 import linearize as L
 from linearize import cat, define, delta, heaviside, index, mean, program, sizes, stack_over, sum_over, tensor
-from linearize.check import MAX_SIZES, TIE_VALUES, CheckResult, instances
+from linearize.check import GRID, MAX_SIZES, TIE_UNITS, CheckResult, instances
 from linearize.cli import main
 from linearize.programs import get
 from linearize.reference import REFERENCES, evit, evit_stable, topk_stable
@@ -113,7 +113,8 @@ def test_a_tie_bug_needs_tie_draws():
 def test_missing_early_return_is_a_shape_mismatch():
     edited = dataclasses.replace(linearized("evit"), early_returns=())  # an edit of the linearized result
     ce = check(edited, "evit").counterexample
-    assert ce.sizes["k"] == ce.sizes["N"] == 1 and "output shape" in ce.problem
+    assert ce.sizes["k"] == ce.sizes["N"] == 1 and not ce.rows  # [N + 2, C] where x [N + 1, C] is expected
+    assert "output shape [1, 3, 1], expected [1, 2, 1]" in ce.problem or "raised" in ce.problem
 
 
 def test_the_counterexample_prints_readably_and_a_seed_reproduces_it():
@@ -162,7 +163,7 @@ def test_draws_are_in_range_and_ties_stay_ties(inst):
     if inst["kind"] == "continuous":
         assert all(len(set(row)) == len(row) for row in ours.tolist())
     else:
-        assert set(attn[:, :, 0].ravel().tolist()) <= set(TIE_VALUES)
+        assert set(ours.ravel().tolist()) <= {u / GRID for u in TIE_UNITS}
 
 
 # --- the seed's own linearization ------------------------------------------------------------------------
