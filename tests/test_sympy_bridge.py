@@ -144,7 +144,7 @@ def well_formed(tex: str) -> None:
 
 def parses_with_mathtext(tex: str) -> None:
     """Every cell of every line (and every row of a bmatrix) parses with matplotlib's mathtext."""
-    mathtext = pytest.importorskip("matplotlib.mathtext")
+    from matplotlib import mathtext
     parser = mathtext.MathTextParser("agg")
     body = tex.removeprefix("$$\\begin{aligned}\n").removesuffix("\n\\end{aligned}$$")
     for line in body.split(" \\\\\n"):
