@@ -9,15 +9,18 @@ from __future__ import annotations
 from ..rewrite import Pass, Rule
 from .rank import DISTINCT_RANKS, STABLE_RANKS
 from .select import SELECT
+from .share import SHARE
 from .simplify import SIMPLIFY
 from .sort import MASKED_SUMS, SORT
 
 DEFAULT_PIPELINE: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, SIMPLIFY, STABLE_RANKS, SIMPLIFY)
 # the seed's hand derivation: ranks without a tie-break (wrong on ties; kept to show why)
 SEED_PIPELINE: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, SIMPLIFY, DISTINCT_RANKS, SIMPLIFY)
+# the default, then one comparison per pair of keys (used by `linearize cost`; see docs/prove.md)
+SHARED_PIPELINE: tuple[Pass, ...] = (*DEFAULT_PIPELINE, SHARE, SIMPLIFY)
 
 ALL_PASSES: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, STABLE_RANKS, DISTINCT_RANKS, SIMPLIFY)
 ALL_RULES: dict[str, Rule] = {r.name: r for p in ALL_PASSES for r in p.rules}
 
 __all__ = ["ALL_PASSES", "ALL_RULES", "DEFAULT_PIPELINE", "DISTINCT_RANKS", "MASKED_SUMS", "SEED_PIPELINE",
-           "SELECT", "SIMPLIFY", "SORT", "STABLE_RANKS"]
+           "SELECT", "SHARE", "SHARED_PIPELINE", "SIMPLIFY", "SORT", "STABLE_RANKS"]

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+PIPELINES = ("default", "shared", "seed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("program", help="a built-in program name or module:attr (a linearized program is compared "
+                                        "with its original, e.g. evit-seed with evit)")
+    parser.add_argument("--max-n", type=int, default=6, help="settle every n <= N tokens (default 6)")
+    parser.add_argument("--json", action="store_true", help="one JSON object: program, max_n, regions, ok, "
+                                                            "counterexample, seconds")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--pipeline", choices=PIPELINES, default="default",
+                        help="the passes that linearize the program (shared: with the share pass)")
+    parser.add_argument("--channels", type=int, default=1,
+                        help="channels to settle when a program is not channel-generic (default 1)")
+
+
+def _bar(settled: int, total: int, n: int) -> None:
+    width = 30
+    done = int(width * settled / max(total, 1))
+    sys.stderr.write(f"\rn = {n}  [{'#' * done}{'.' * (width - done)}] {settled:,}/{total:,} regions")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import UsageError
+    from ..passes import DEFAULT_PIPELINE, SEED_PIPELINE, SHARED_PIPELINE
+    from ..programs import get
+    from ..prove import ProveError, prove
+
+    if not 1 <= args.max_n <= 9:
+        raise UsageError(f"--max-n must be between 1 and 9, got {args.max_n}")
+    if args.jobs < 1 or args.channels < 1:
+        raise UsageError(f"--jobs and --channels must be >= 1, got {args.jobs} and {args.channels}")
+    pipeline = {"default": DEFAULT_PIPELINE, "shared": SHARED_PIPELINE, "seed": SEED_PIPELINE}[args.pipeline]
+    bar = _bar if sys.stderr.isatty() else None
+    try:
+        result = prove(get(args.program), max_n=args.max_n, pipeline=pipeline, jobs=args.jobs,
+                       channels=args.channels, progress=bar)
+    except ProveError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        if bar:
+            sys.stderr.write("\n")
+    if args.json:
+        data = result.to_dict()
+        print(json.dumps({key: data[key] for key in ("program", "max_n", "regions", "ok", "counterexample",
+                                                     "seconds", "channel_generic")}, indent=2))
+    elif result.ok:
+        channels = "every C" if result.channel_generic else f"C = {args.channels}"
+        print(f"{result.program}: proved for n <= {result.max_n}: {result.regions:,} regions (weak ordering of the "
+              f"scores, k) settled, features symbolic, {channels}, in {result.seconds:.1f} s")
+    else:
+        print(f"{result.program}: refuted after {result.regions:,} settled regions; the first failing ordering:")
+        print(result.counterexample)
+    return 0 if result.ok else 1
