@@ -172,8 +172,15 @@ def test_the_seed_is_refuted():
     assert ce.sizes["N"] == ce.sizes["k"] == 1 and "scores[k]" in ce.problem  # k == N indexes past the end
     seed = L.compile(get("evit-seed"), "torch")
     patched = lambda x, attn, k: x if k == x.shape[1] - 1 else seed(x=x, attn=attn, k=k)
-    assert check(patched, "evit").counterexample.draw != "continuous"  # no tie-break
-    assert not check(patched, "evit", ties=False).ok  # and the fused token is wrong on distinct scores too
+    fused = check(patched, "evit", ties=False).counterexample  # the fused token: wrong on distinct scores
+    assert [d.row for d in fused.rows] == [fused.sizes["k"] + 1]
+
+    def kept_rows_only(x, attn, k):  # the seed's kept rows, EViT's fused token
+        out = evit_stable(x, attn, k).clone()
+        out[:, : k + 1] = patched(x, attn, k)[:, : k + 1]
+        return out
+    ranks = check(kept_rows_only, "evit").counterexample  # no tie-break: wrong on ties only
+    assert ranks.draw != "continuous" and ranks.reference == "stable"
 
 
 # --- the command ---------------------------------------------------------------------------------------------
