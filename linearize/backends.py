@@ -32,6 +32,14 @@ class Backend:
     isfinite_all: Callable[[Any], bool]
     is_float: Callable[[Any], bool]
     convert: Callable[[Any], Any]  # user input -> this library's array
+    # the planned evaluator's kernels (see plan.py and strategies.py)
+    zeros: Callable[[tuple[int, ...], Any], Any]
+    einsum: Callable[..., Any]  # (spec, *operands)
+    count_below: Callable[[Any, Any, bool], Any]  # (a [G, n], v [G, m], inclusive) -> #{a < v} or #{a <= v}, int64
+    stable_pos: Callable[[Any], Any]  # [G, n] -> each entry's position in the stable ascending order, int64
+    rows: Callable[[Any, Any], Any]  # (Y [G, n, F], src [G, R] int) -> Y[g, src[g, r]], [G, R, F]
+    scatter_rows: Callable[[Any, Any, int], Any]  # (Y [G, n, F], t [G, n] in [0, R]) -> sums by t, [G, R, F]
+    invert: Callable[[Any, int], Any]  # (t [G, n] in [0, R]) -> (src [G, R + 1], count [G, R + 1]): who lands where
 
 
 def _np_argsort(a: np.ndarray, descending: bool) -> np.ndarray:
@@ -48,6 +56,45 @@ def _np_convert(x: Any) -> np.ndarray:
     if type(x).__module__.startswith("torch"):
         return x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def _np_finite(a: np.ndarray) -> bool:
+    # a finite sum proves every entry finite (NaN and inf propagate) without a boolean copy of the array;
+    # only a sum that overflowed needs the entrywise test
+    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+
+
+def _np_stable_pos(a: np.ndarray) -> np.ndarray:
+    order = np.argsort(a, axis=-1, kind="stable")
+    pos = np.empty_like(order)
+    np.put_along_axis(pos, order, np.broadcast_to(np.arange(a.shape[-1]), order.shape), axis=-1)
+    return pos
+
+
+def _np_count_below(a: np.ndarray, v: np.ndarray, inclusive: bool) -> np.ndarray:
+    """#{j: a[g, j] < v[g, m]} (or <=) for every g, m: one stable sort of a and v merged, minus v's own ranks.
+
+    Merged as [a, v] (inclusive) an a equal to v sorts before it; merged as [v, a], after it.
+    """
+    n, m = a.shape[-1], v.shape[-1]
+    pos = _np_stable_pos(np.concatenate([a, v] if inclusive else [v, a], axis=-1))
+    return (pos[..., n:] if inclusive else pos[..., :m]) - _np_stable_pos(v)
+
+
+def _np_invert(t: np.ndarray, R: int) -> tuple[np.ndarray, np.ndarray]:
+    G, n = t.shape
+    flat = (np.arange(G)[:, None] * (R + 1) + t).ravel()
+    count = np.bincount(flat, minlength=G * (R + 1)).reshape(G, R + 1)
+    src = np.zeros(G * (R + 1), np.int64)
+    src[flat] = np.tile(np.arange(n), G)
+    return src.reshape(G, R + 1), count
+
+
+def _np_scatter_rows(Y: np.ndarray, t: np.ndarray, R: int) -> np.ndarray:
+    G, _, F = Y.shape
+    out = np.zeros((G, R + 1, F), Y.dtype)
+    np.add.at(out, (np.arange(G)[:, None], t), Y)
+    return out[:, :R]
 
 
 NUMPY = Backend(
@@ -70,9 +117,16 @@ NUMPY = Backend(
     argsort=_np_argsort,
     clip=np.clip,
     int_dtype=np.int64,
-    isfinite_all=lambda a: bool(np.isfinite(a).all()),
+    isfinite_all=_np_finite,
     is_float=lambda a: a.dtype.kind == "f",
     convert=_np_convert,
+    zeros=lambda shape, dtype: np.zeros(shape, dtype),
+    einsum=np.einsum,
+    count_below=_np_count_below,
+    stable_pos=_np_stable_pos,
+    rows=lambda Y, src: Y[np.arange(src.shape[0])[:, None], src],
+    scatter_rows=_np_scatter_rows,
+    invert=_np_invert,
 )
 
 
@@ -94,6 +148,42 @@ def _torch_backend() -> Backend:
         return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
                 np.dtype(np.float16): torch.float16, np.dtype(np.int64): torch.int64}[np.dtype(dtype)]
 
+    def finite(a: Any) -> bool:
+        return bool(torch.isfinite(a.sum())) or bool(torch.isfinite(a).all())
+
+    def stable_pos(a: Any) -> Any:
+        order = torch.sort(a, dim=-1, stable=True).indices
+        return torch.empty_like(order).scatter_(-1, order, torch.arange(a.shape[-1]).expand_as(order))
+
+    def count_below(a: Any, v: Any, inclusive: bool) -> Any:
+        ordered = torch.sort(a, dim=-1).values
+        return torch.searchsorted(ordered, v.contiguous(), right=inclusive)
+
+    def rows(Y: Any, src: Any) -> Any:
+        """Y[g, src[g, r]] as one index_select over Y's rows in memory (x[:, 1:] is not copied first)."""
+        G, n, F = Y.shape
+        R = src.shape[1]
+        sg, si, sf = Y.stride()
+        if sf == 1 or F == 1:
+            if G == 1 or sg == 0:
+                return Y[0].index_select(0, src.reshape(-1)).view(G, R, F)
+            if si > 0 and sg % si == 0:
+                step = sg // si
+                flat = torch.as_strided(Y, ((G - 1) * step + n, F), (si, 1), Y.storage_offset())
+                return flat.index_select(0, (torch.arange(G)[:, None] * step + src).reshape(-1)).view(G, R, F)
+        return Y.reshape(G * n, F).index_select(0, (torch.arange(G)[:, None] * n + src).reshape(-1)).view(G, R, F)
+
+    def scatter_rows(Y: Any, t: Any, R: int) -> Any:
+        G, n, F = Y.shape
+        out = torch.zeros((G, R + 1, F), dtype=Y.dtype)
+        return out.scatter_add_(1, t[:, :, None].expand(G, n, F), Y)[:, :R]
+
+    def invert(t: Any, R: int) -> tuple[Any, Any]:
+        G, n = t.shape
+        count = torch.zeros((G, R + 1), dtype=torch.int64).scatter_add_(1, t, torch.ones_like(t))
+        src = torch.zeros((G, R + 1), dtype=torch.int64).scatter_(1, t, torch.arange(n).expand(G, n))
+        return src, count
+
     return Backend(
         name="torch",
         ops={Op.ADD: torch.add, Op.SUB: torch.sub, Op.MUL: torch.mul, Op.DIV: torch.true_divide,
@@ -111,9 +201,16 @@ def _torch_backend() -> Backend:
         argsort=lambda a, descending: torch.sort(a, dim=-1, descending=descending, stable=True).indices,
         clip=lambda a, lo, hi: a.clamp(lo, hi),
         int_dtype=torch.int64,
-        isfinite_all=lambda a: bool(torch.isfinite(a).all()),
+        isfinite_all=finite,
         is_float=lambda a: a.is_floating_point(),
         convert=convert,
+        zeros=lambda shape, dtype: torch.zeros(shape, dtype=as_dtype(dtype)),
+        einsum=torch.einsum,
+        count_below=count_below,
+        stable_pos=stable_pos,
+        rows=rows,
+        scatter_rows=scatter_rows,
+        invert=invert,
     )
 
 

@@ -1,259 +1,40 @@
-"""The evaluator: any program, high-level ops included, vectorized over batch, tokens and channels.
+"""compile(): a program bound to a backend, planned once per size environment and called many times.
 
-Every node evaluates to a `Val`: an array of shape (batch, *one axis per free index variable, *the
-node's own shape). Because an index variable always ranges over the same values, a node's value does
-not depend on where it is used, so each node is computed once, in topological order, with no Python
-loop over tokens, channels or the batch. A sum whose range depends on an outer variable (sum<j < i>)
-is evaluated over the widest range and masked.
+The first call at new sizes (with a new batch size or dtype) plans the program (plan.py): a fixed list of
+vectorized steps, with contractions and comparison counts recognized (strategies.py) and the generic steps
+(planops.py) for the rest. Later calls at the same sizes check the inputs and run those steps. The node by
+node evaluator (generic.py) is the reference semantics, and stays available as `compile(..., planned=False)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from .backends import Backend, get_backend
-from .ir import Affine, Node, Op, Sym, bound
-from .printing import show
+from .backends import get_backend
+from .generic import Evaluation, Val
+from .ir import Sym
+from .plan import Plan, Planner
 from .program import InputError, Program
 
-
-@dataclass
-class Val:
-    data: Any
-    axes: tuple[Sym, ...]  # sorted by Sym.sort_key
-
-    @property
-    def own_rank(self) -> int:
-        return self.data.ndim - 1 - len(self.axes)
-
-
-def _sorted(axes: set[Sym] | frozenset[Sym]) -> tuple[Sym, ...]:
-    return tuple(sorted(axes, key=Sym.sort_key))
-
-
-class Evaluation:
-    """One evaluation at concrete sizes; `run(root)` returns the root's array."""
-
-    def __init__(self, backend: Backend, env: Mapping[Sym, int], inputs: Mapping[str, Any], dtype: Any):
-        self.xp, self.env, self.inputs, self.dtype = backend, dict(env), inputs, dtype
-        self.memo: dict[Node, Val] = {}
-        self.extents: dict[Sym, tuple[int, int]] = {}
-
-    # --- index variables -------------------------------------------------------------------
-    def extent(self, v: Sym) -> tuple[int, int]:
-        """The widest [lo, hi) a variable takes over its outer variables' ranges."""
-        if v not in self.extents:
-            lo = bound(v.lo, upper=False).value(self.env)
-            hi = bound(v.hi, upper=True).value(self.env)
-            self.extents[v] = (lo, max(lo, hi))
-        return self.extents[v]
-
-    def affine(self, a: Affine) -> Val:
-        """An index expression as an int64 array over its variables' axes."""
-        axes = _sorted(a.vars)
-        out: Any = self.xp.asarray(a.const + sum(c * self.env[s] for s, c in a.terms if s.kind == "size"),
-                                   self.xp.int_dtype).reshape((1,) + (1,) * len(axes))
-        for pos, v in enumerate(axes):
-            lo, hi = self.extent(v)
-            shape = [1] * (1 + len(axes))
-            shape[1 + pos] = hi - lo
-            out = out + self.xp.arange(lo, hi).reshape(tuple(shape)) * a.coeff(v)
-        return Val(out, axes)
-
-    def align(self, vals: list[Val], full: bool = False) -> tuple[list[Any], tuple[Sym, ...]]:
-        """Insert singleton axes so the values broadcast; full=True also expands them."""
-        axes = _sorted(set().union(*(v.axes for v in vals)))
-        rank = max(v.own_rank for v in vals)
-        out = []
-        for v in vals:
-            own = tuple(v.data.shape[1 + len(v.axes):])
-            var_dims = (self.size(a) if a in v.axes else 1 for a in axes)
-            shape = (v.data.shape[0], *var_dims, *(1,) * (rank - len(own)), *own)
-            out.append(v.data.reshape(shape))
-        if full:
-            target = tuple(max(d) for d in zip(*(o.shape for o in out)))
-            out = [self.xp.broadcast_to(o, target) for o in out]
-        return out, axes
-
-    def size(self, v: Sym) -> int:
-        lo, hi = self.extent(v)
-        return hi - lo
-
-    def check_range(self, e: Affine, n: int, where: Node) -> None:
-        lo, hi = bound(e, upper=False).value(self.env), bound(e, upper=True).value(self.env)
-        if lo < 0 or hi >= n:
-            sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(self.env.items(), key=lambda t: t[0].name))
-            raise InputError(f"index {e} takes values {lo}..{hi}, outside [0, {n}), in `{show(where)}` ({sizes})")
-
-    # --- the ops -----------------------------------------------------------------------------
-    def run(self, root: Node) -> Any:
-        for n in root.toposort():
-            if n not in self.memo:
-                self.memo[n] = self.eval(n)
-        val = self.memo[root]
-        return val.data
-
-    def eval(self, n: Node) -> Val:
-        if n.op in self.xp.ops:
-            if n.op in (Op.NEG, Op.HEAVISIDE, Op.DELTA):
-                v = self.value(n.src[0])
-                return Val(self.xp.ops[n.op](v.data), v.axes)
-            (a, b), axes = self.align([self.value(s) for s in n.src])
-            return Val(self.xp.ops[n.op](a, b), axes)
-        return _STRUCTURAL[n.op](self, n)
-
-    def value(self, n: Node) -> Val:
-        """A node's value as data: index expressions are cast to the evaluation's float dtype."""
-        v = self.memo[n]
-        if n.dtype == "int" and n.op is Op.AFFINE:
-            return Val(self.xp.to_dtype(v.data, self.dtype), v.axes)
-        return v
-
-    def index(self, n: Node) -> Val:
-        x, e = self.memo[n.src[0]], n.src[1].arg
-        axis = n.arg
-        dim = x.data.shape[1 + len(x.axes) + axis]
-        self.check_range(e, dim, n)
-        idx = self.affine(e)
-        # masked entries of a ragged sum may fall outside the range; they are zeroed later
-        flat = self.xp.clip(idx.data[0], 0, dim - 1)
-        pos = 1 + len(x.axes) + axis
-        if not set(x.axes) & set(idx.axes):
-            data = x.data[(slice(None),) * pos + (flat,)]
-            axes = x.axes + idx.axes
-            order = sorted(range(len(axes)), key=lambda i: axes[i].sort_key())
-            if order != list(range(len(axes))):
-                rest = list(range(1 + len(axes), data.ndim))
-                data = data.permute(0, *(1 + i for i in order), *rest) if hasattr(data, "permute") else \
-                    data.transpose(0, *(1 + i for i in order), *rest)
-            return Val(data, _sorted(set(axes)))
-        # x itself depends on a variable of the index: align both, then take along the axis
-        moved = Val(self.xp.moveaxis(x.data, pos, -1), x.axes)
-        (xd, ix), axes = self.align([moved, Val(flat.reshape((1, *flat.shape, 1)), idx.axes)])
-        return Val(self.xp.take_along(xd, ix, -1)[..., 0], axes)
-
-    def binder(self, n: Node) -> Val:
-        v: Sym = n.arg
-        body = self.memo[n.src[0]]
-        lo, hi = self.extent(v)
-        if v not in body.axes:  # the body does not use v: give it the axis
-            shape = (body.data.shape[0], *(self.size(a) for a in body.axes), *body.data.shape[1 + len(body.axes):])
-            axes = _sorted(set(body.axes) | {v})
-            pos = axes.index(v)
-            data = body.data.reshape(shape[:1 + pos] + (1,) + shape[1 + pos:])
-            full = data.shape[:1 + pos] + (hi - lo,) + data.shape[2 + pos:]
-            body = Val(self.xp.broadcast_to(data, full), axes)
-        pos = 1 + body.axes.index(v)
-        rest = tuple(a for a in body.axes if a != v)
-        if n.op is Op.STACK:
-            return Val(self.xp.moveaxis(body.data, pos, len(body.axes)), rest)
-        if v.lo.vars or v.hi.vars:  # ragged: mask to lo(outer) <= v < hi(outer)
-            iv, lo_v, hi_v = self.affine(Affine.of(v)), self.affine(v.lo), self.affine(v.hi)
-            (a, b, c), m_axes = self.align([iv, lo_v, hi_v])
-            mask = Val((a >= b) & (a < c), m_axes)
-            (data, m), axes = self.align([body, mask])
-            masked = self.xp.where(m, data, 0)
-            return Val(self.xp.sum(masked, 1 + axes.index(v)), tuple(a for a in axes if a != v))
-        return Val(self.xp.sum(body.data, pos), rest)
-
-
-def _input(ev: Evaluation, n: Node) -> Val:
-    return Val(ev.inputs[n.arg[0]], ())
-
-
-def _const(ev: Evaluation, n: Node) -> Val:
-    return Val(ev.xp.asarray([n.arg], ev.dtype), ())
-
-
-def _slice(ev: Evaluation, n: Node) -> Val:
-    x = ev.memo[n.src[0]]
-    axis, start, stop = n.arg
-    pos = 1 + len(x.axes) + axis
-    a, b = start.value(ev.env), stop.value(ev.env)
-    if not 0 <= a <= b <= x.data.shape[pos]:
-        raise InputError(f"slice {a}:{b} out of range for an axis of size {x.data.shape[pos]} in `{show(n)}`")
-    return Val(x.data[(slice(None),) * pos + (slice(a, b),)], x.axes)
-
-
-def _cat(ev: Evaluation, n: Node) -> Val:
-    parts = [ev.memo[s] for s in n.src]
-    aligned, axes = ev.align(parts)
-    pos = 1 + len(axes) + n.arg
-    target = [max(d) for d in zip(*(p.shape for p in aligned))]
-    full = [ev.xp.broadcast_to(p, tuple(target[:pos]) + (p.shape[pos],) + tuple(target[pos + 1:])) for p in aligned]
-    return Val(ev.xp.concat(full, pos), axes)
-
-
-def _mean(ev: Evaluation, n: Node) -> Val:
-    x = ev.memo[n.src[0]]
-    return Val(ev.xp.mean(x.data, 1 + len(x.axes) + n.arg), x.axes)
-
-
-def _rows(ev: Evaluation, X: Any, idx: Any) -> Any:
-    """X[b, idx[b, m]] for every batch b: X (B, n, *rest), idx (B, m) -> (B, m, *rest)."""
-    shaped = idx.reshape(idx.shape + (1,) * (X.ndim - 2))
-    return ev.xp.take_along(X, shaped, 1)
-
-
-def _argsort(ev: Evaluation, n: Node) -> Val:
-    return Val(ev.xp.argsort(ev.memo[n.src[0]].data, n.arg), ())
-
-
-def _rank(ev: Evaluation, n: Node) -> Val:
-    perm = ev.xp.argsort(ev.memo[n.src[0]].data, n.arg)
-    # the rank of token i is its position in the stable order: invert the permutation
-    return Val(ev.xp.to_dtype(ev.xp.argsort(perm, False), ev.dtype), ())
-
-
-def _sort_by_key(ev: Evaluation, n: Node) -> Val:
-    perm = ev.xp.argsort(ev.memo[n.src[1]].data, n.arg)
-    return Val(_rows(ev, ev.memo[n.src[0]].data, perm), ())
-
-
-def _topk(ev: Evaluation, n: Node) -> Val:
-    return Val(ev.xp.argsort(ev.memo[n.src[0]].data, True)[:, :n.arg.value(ev.env)], ())
-
-
-def _gather(ev: Evaluation, n: Node) -> Val:
-    return Val(_rows(ev, ev.memo[n.src[0]].data, ev.memo[n.src[1]].data), ())
-
-
-def _complement(ev: Evaluation, n: Node) -> Val:
-    idx = ev.memo[n.src[0]].data
-    total = n.arg.value(ev.env)
-    # sort a 0/1 "selected" flag stably: the unselected indices come first, in ascending order
-    selected = (ev.xp.arange(0, total).reshape(1, 1, total) == idx[:, :, None]).sum(1)
-    return Val(ev.xp.argsort(selected, False)[:, : total - idx.shape[1]], ())
-
-
-def _kth(ev: Evaluation, n: Node) -> Val:
-    X, key = ev.memo[n.src[0]].data, ev.memo[n.src[1]].data
-    r = n.src[2].arg
-    ev.check_range(r, key.shape[1], n)
-    ranks = ev.affine(r)
-    perm = ev.xp.argsort(key, n.arg)
-    flat = ranks.data.reshape(-1)
-    rows = _rows(ev, X, perm[:, flat])
-    return Val(rows.reshape((rows.shape[0], *ranks.data.shape[1:], *X.shape[2:])), ranks.axes)
-
-
-_STRUCTURAL: dict[Op, Callable[[Evaluation, Node], Val]] = {
-    Op.INPUT: _input, Op.CONST: _const, Op.AFFINE: lambda ev, n: ev.affine(n.arg),
-    Op.INDEX: Evaluation.index, Op.SLICE: _slice, Op.CAT: _cat,
-    Op.SUM: Evaluation.binder, Op.STACK: Evaluation.binder, Op.DEF: lambda ev, n: ev.memo[n.src[0]],
-    Op.MEAN: _mean, Op.ARGSORT: _argsort, Op.RANK: _rank, Op.SORT_BY_KEY: _sort_by_key, Op.TOPK: _topk,
-    Op.GATHER: _gather, Op.COMPLEMENT: _complement, Op.KTH: _kth,
-}
+__all__ = ["Compiled", "Evaluation", "Val", "compile"]
 
 
 class Compiled:
-    """A program bound to a backend: call it with the inputs and sizes by name, f(x=..., attn=..., k=...)."""
+    """A program bound to a backend: call it with the inputs and sizes by name, f(x=..., attn=..., k=...).
 
-    def __init__(self, program: Program, backend: str = "numpy"):
+    The first call at a new size environment (sizes, batch size, dtype) plans the program (plan.py); later
+    calls at the same sizes run the plan's steps and nothing else. `planned=False` evaluates node by node
+    with `Evaluation` instead; `fast=False` plans without the strategies (the generic steps only).
+    """
+
+    def __init__(self, program: Program, backend: str = "numpy", *, planned: bool = True, fast: bool = True,
+                 cache_size: int = 32):
         self.program = program
         self.backend = get_backend(backend)
+        self.planned, self.fast, self.cache_size = planned, fast, cache_size
+        self._plans: dict[tuple, Plan] = {}
+        self._envs: dict[tuple, dict[Sym, int]] = {}
 
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
         p, xp = self.program, self.backend
@@ -275,11 +56,10 @@ class Compiled:
             if not xp.isfinite_all(a):
                 raise InputError(f"{name} contains NaN or infinite values")
             arrays[name] = a
-        batches = {a.shape[0] for a in arrays.values()}
-        dtypes = {str(a.dtype) for a in arrays.values()}
-        if len(batches) > 1:
+        first = next(iter(arrays.values()))
+        if any(a.shape[0] != first.shape[0] for a in arrays.values()):
             raise InputError(f"batch sizes disagree: {', '.join(f'{k} has {a.shape[0]}' for k, a in arrays.items())}")
-        if len(dtypes) > 1:
+        if any(a.dtype != first.dtype for a in arrays.values()):
             raise InputError(f"dtypes disagree: {', '.join(f'{k} is {a.dtype}' for k, a in arrays.items())}")
         given = {s: kwargs[s] for s in p.given_sizes if s in kwargs}
         for s, v in given.items():
@@ -289,19 +69,43 @@ class Compiled:
                 integral = False
             if not integral:
                 raise InputError(f"size {s} must be an integer, got {v!r}")
-        env = p.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
-        return env, arrays, next(iter(arrays.values())).dtype
+        shapes = {k: tuple(a.shape[1:]) for k, a in arrays.items()}
+        key = (tuple(shapes.items()), tuple((s, int(v)) for s, v in given.items()))
+        env = self._envs.get(key)
+        if env is None:
+            env = p.bind_sizes(shapes, given)  # raises on sizes that do not fit; only good ones are kept
+            if len(self._envs) < 4 * self.cache_size:
+                self._envs[key] = env
+        return env, arrays, first.dtype
+
+    def plan(self, **kwargs: Any) -> Plan:
+        """The plan these inputs run with (made now if it is new): its steps, strategies and largest array."""
+        env, arrays, dtype = self.prepare(kwargs)
+        return self._plan(env, next(iter(arrays.values())).shape[0], dtype)
+
+    def _plan(self, env: dict[Sym, int], batch: int, dtype: Any) -> Plan:
+        key = (tuple(sorted((s.name, v) for s, v in env.items())), batch, str(dtype))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = Planner(self.backend, env, batch, dtype, fast=self.fast).plan(self.program.active_root(env))
+            if len(self._plans) >= self.cache_size:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        return plan
 
     def __call__(self, **kwargs: Any) -> Any:
         env, arrays, dtype = self.prepare(kwargs)
-        root = self.program.active_root(env)
-        out = Evaluation(self.backend, env, arrays, dtype).run(root)
         batch = next(iter(arrays.values())).shape[0]
+        if self.planned:
+            out = self._plan(env, batch, dtype).run(arrays)
+        else:
+            out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
         if out.shape[0] != batch:
             out = self.backend.broadcast_to(out, (batch, *out.shape[1:]))
         return out
 
 
-def compile(program: Program, backend: str = "numpy") -> Compiled:  # noqa: A001 - the public name
+def compile(program: Program, backend: str = "numpy", *, planned: bool = True,  # noqa: A001 - the public name
+            fast: bool = True) -> Compiled:
     """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array."""
-    return Compiled(program, backend)
+    return Compiled(program, backend, planned=planned, fast=fast)

@@ -1,0 +1,242 @@
+"""Planned evaluation: a program at concrete sizes becomes a fixed list of vectorized steps, built once.
+
+`Planner` walks the program once per concrete size environment (with the batch size and dtype). Every node
+gets a `Meta`, its static layout -- a leading batch axis (B, or 1 for a value that does not depend on the
+inputs), one axis per free index variable, then the node's own shape -- and a step computing it from its
+operands. A node is first offered to the strategies (strategies.py), which recognize contractions and
+comparison counts and plan them without their generic intermediates; a node no strategy takes is planned
+generically (planops.py), computing what the evaluator in evaluate.py computes. Steps whose operands are
+all known while planning (index arrays, masks, constants) are computed then, once.
+
+`Plan.run(arrays)` is a loop over the steps and nothing else; each slot is freed after its last use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .backends import Backend
+from .ir import Affine, Node, Op, Sym, bound
+from .printing import show
+from .program import InputError
+
+
+@dataclass(frozen=True)
+class Meta:
+    """A value's static layout: shape (batch, *dims, *own), dims one per axis."""
+
+    axes: tuple[Sym, ...]
+    dims: tuple[int, ...]
+    own: tuple[int, ...]
+    batch: int
+    kind: str = "float"  # "float", or "int" for indices
+    finite: bool = False  # no inf or NaN, for certain (inputs are checked; sums and products may overflow)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.batch, *self.dims, *self.own)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Step:
+    fn: Callable[..., Any]
+    ins: tuple[int, ...]
+    out: int
+    node: Node | None
+    strategy: str
+
+
+# a strategy's or the generic planner's answer for a node: the operands to plan first, then the builder
+Choice = tuple[list[Node], Callable[["Planner"], int]]
+
+
+def sort_axes(axes: Any) -> tuple[Sym, ...]:
+    return tuple(sorted(set(axes), key=Sym.sort_key))
+
+
+def reshaper(shape: tuple[int, ...], target: tuple[int, ...]) -> Callable[[Any], Any] | None:
+    return None if shape == target else (lambda a: a.reshape(target))
+
+
+@dataclass
+class Plan:
+    """The steps for one size environment; `strategies` names how each planned node is computed."""
+
+    steps: list[Step]
+    metas: list[Meta]
+    consts: dict[int, Any]
+    inputs: dict[str, int]
+    out: int
+    strategies: dict[Node, str]
+    internal: int = 0  # elements of the largest array a step builds inside itself
+    _code: list[tuple[Callable[..., Any], tuple[int, ...], int, tuple[int, ...]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        last: dict[int, int] = {}
+        for pos, s in enumerate(self.steps):
+            for i in s.ins:
+                last[i] = pos
+        keep = set(self.consts) | set(self.inputs.values()) | {self.out}
+        dead: list[list[int]] = [[] for _ in self.steps]
+        for slot, pos in last.items():
+            if slot not in keep:
+                dead[pos].append(slot)
+        self._code = [(s.fn, s.ins, s.out, tuple(d)) for s, d in zip(self.steps, dead)]
+        self._template = [self.consts.get(i) for i in range(len(self.metas))]
+
+    @property
+    def largest(self) -> int:
+        """Elements in the largest intermediate: any step's output, or an array built inside a step."""
+        return max([self.internal, *(self.metas[s.out].size for s in self.steps)])
+
+    def strategy_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.strategies.values():
+            out[s] = out.get(s, 0) + 1
+        return out
+
+    def run(self, arrays: Mapping[str, Any], check: bool = False) -> Any:
+        vals = list(self._template)
+        for name, slot in self.inputs.items():
+            vals[slot] = arrays[name]
+        for fn, ins, out, dead in self._code:
+            vals[out] = fn(*[vals[i] for i in ins])
+            if check and tuple(vals[out].shape) != self.metas[out].shape:
+                raise AssertionError(f"planned {self.metas[out].shape}, got {tuple(vals[out].shape)} at slot {out}")
+            for d in dead:
+                vals[d] = None
+        return vals[self.out]
+
+
+class Planner:
+    """Builds the Plan of one root at concrete sizes: `Planner(...).plan(root)`."""
+
+    def __init__(self, backend: Backend, env: Mapping[Sym, int], batch: int, dtype: Any, fast: bool = True):
+        self.xp, self.env, self.batch, self.dtype, self.fast = backend, dict(env), batch, dtype, fast
+        self.slots: dict[Node, int] = {}
+        self.metas: list[Meta] = []
+        self.consts: dict[int, Any] = {}
+        self.inputs: dict[str, int] = {}
+        self.steps: list[Step] = []
+        self.strategy: dict[Node, str] = {}
+        self.internal = 0
+        self._extents: dict[Sym, tuple[int, int]] = {}
+        self._affines: dict[Affine, tuple[Any, tuple[Sym, ...]]] = {}
+        self._values: dict[Node, int] = {}
+        self._current: tuple[Node | None, str] = (None, "generic")
+
+    # --- static facts at these sizes -----------------------------------------------------------------
+    def extent(self, v: Sym) -> tuple[int, int]:
+        """The widest [lo, hi) a variable takes over its outer variables' ranges."""
+        if v not in self._extents:
+            lo = bound(v.lo, upper=False).value(self.env)
+            hi = bound(v.hi, upper=True).value(self.env)
+            self._extents[v] = (lo, max(lo, hi))
+        return self._extents[v]
+
+    def size(self, v: Sym) -> int:
+        lo, hi = self.extent(v)
+        return hi - lo
+
+    def own(self, n: Node) -> tuple[int, ...]:
+        return tuple(d.value(self.env) for d in n.shape)
+
+    def layout(self, n: Node, batch: int, kind: str = "float") -> Meta:
+        """The layout the evaluator gives a node: its free variables' axes, then its own shape."""
+        axes = sort_axes(n.free)
+        return Meta(axes, tuple(self.size(a) for a in axes), self.own(n), batch, kind)
+
+    def affine(self, a: Affine) -> tuple[Any, tuple[Sym, ...]]:
+        """An index expression as an int64 array (1, *one axis per variable), computed once."""
+        if a not in self._affines:
+            axes = sort_axes(a.vars)
+            out: Any = self.xp.asarray(a.const + sum(c * self.env[s] for s, c in a.terms if s.kind == "size"),
+                                       self.xp.int_dtype).reshape((1,) + (1,) * len(axes))
+            for pos, v in enumerate(axes):
+                lo, hi = self.extent(v)
+                shape = [1] * (1 + len(axes))
+                shape[1 + pos] = hi - lo
+                out = out + self.xp.arange(lo, hi).reshape(tuple(shape)) * a.coeff(v)
+            self._affines[a] = (out, axes)
+        return self._affines[a]
+
+    def check_range(self, e: Affine, n: int, where: Node) -> None:
+        lo, hi = bound(e, upper=False).value(self.env), bound(e, upper=True).value(self.env)
+        if lo < 0 or hi >= n:
+            sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(self.env.items(), key=lambda t: t[0].name))
+            raise InputError(f"index {e} takes values {lo}..{hi}, outside [0, {n}), in `{show(where)}` ({sizes})")
+
+    # --- slots and steps -------------------------------------------------------------------------------
+    def new(self, meta: Meta) -> int:
+        self.metas.append(meta)
+        return len(self.metas) - 1
+
+    def constant(self, value: Any, meta: Meta) -> int:
+        s = self.new(meta)
+        self.consts[s] = value
+        return s
+
+    def emit(self, fn: Callable[..., Any], ins: list[int], meta: Meta) -> int:
+        """A step computing a new slot from `ins`; computed now if every operand is already known."""
+        if all(i in self.consts for i in ins):
+            return self.constant(fn(*(self.consts[i] for i in ins)), meta)
+        s = self.new(meta)
+        node, strategy = self._current
+        self.steps.append(Step(fn, tuple(ins), s, node, strategy))
+        return s
+
+    def note(self, elements: int) -> None:
+        """Record an array a step builds inside itself, for `Plan.largest`."""
+        self.internal = max(self.internal, elements)
+
+    def value(self, n: Node) -> int:
+        """A node's slot as data: index expressions are cast to the evaluation's float dtype."""
+        s = self.slots[n]
+        if n.dtype != "int" or n.op is not Op.AFFINE:
+            return s
+        if n not in self._values:
+            m = self.metas[s]
+            self._values[n] = self.constant(self.xp.to_dtype(self.consts[s], self.dtype),
+                                            replace(m, kind="float"))
+        return self._values[n]
+
+    # --- planning --------------------------------------------------------------------------------------
+    def choose(self, n: Node) -> tuple[str, Choice]:
+        from .planops import generic
+        if self.fast:
+            from .strategies import STRATEGIES
+            for name, match in STRATEGIES:
+                hit = match(self, n)
+                if hit is not None:
+                    return name, hit
+        return "generic", generic(n)
+
+    def plan(self, root: Node) -> Plan:
+        chosen: dict[Node, tuple[str, Choice]] = {}
+        order: list[Node] = []
+        stack: list[tuple[Node, bool]] = [(root, False)]
+        while stack:  # depth first, operands before users, without recursion
+            n, expanded = stack.pop()
+            if expanded:
+                order.append(n)
+                continue
+            if n in chosen:
+                continue
+            chosen[n] = self.choose(n)
+            stack.append((n, True))
+            stack.extend((s, False) for s in reversed(chosen[n][1][0]) if s not in chosen)
+        for n in order:
+            if n in self.slots:
+                continue
+            name, (_, build) = chosen[n]
+            self._current = (n, name)
+            self.slots[n] = build(self)
+            self.strategy[n] = "constant" if self.slots[n] in self.consts else name
+        return Plan(self.steps, self.metas, self.consts, self.inputs, self.slots[root], self.strategy, self.internal)
