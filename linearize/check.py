@@ -10,6 +10,7 @@ alike and equal scores stay equal: see docs/checker.md. torch is imported only w
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 import types
@@ -117,22 +118,19 @@ def _dtype_name(dtype: Any) -> str:
     return name
 
 
-@st.composite
-def _item(draw: Callable[..., Any], kind: str, n: int, c: int, h: int) -> tuple[Any, Any, Any]:
-    """One batch item: scores [N] and per-head offsets [H, N] in units of 1/GRID, x [N + 1, C]."""
+@functools.cache
+def _batch(kind: str, n: int, c: int) -> st.SearchStrategy[list[tuple[Any, Any]]]:
+    """B batch items, each (scores [N] in units of 1/GRID, x [N + 1, C]); cached, as building strategies costs."""
     which = st.integers(0, len(TIE_UNITS) - 1)
     if kind == "continuous":  # distinct: token t's score is 16 * base + (N - 1 - t), N < 16
-        base = draw(hnp.arrays(np.int64, n, elements=st.integers(0, GRID // 16 - 1), fill=st.nothing()))
-        scores = base * 16 + np.arange(n)[::-1]
+        base = hnp.arrays(np.int64, n, elements=st.integers(0, GRID // 16 - 1), fill=st.nothing())
+        scores = base.map(lambda a: a * 16 + np.arange(n)[::-1])
     elif kind == "ties":
-        scores = np.array(TIE_UNITS)[draw(hnp.arrays(np.int64, n, elements=which, fill=st.nothing()))]
+        scores = hnp.arrays(np.int64, n, elements=which, fill=st.nothing()).map(lambda a: np.array(TIE_UNITS)[a])
     else:
-        scores = np.full(n, TIE_UNITS[draw(which)])
-    x = draw(hnp.arrays(np.float64, (n + 1, c), elements=st.floats(-2, 2)))  # cheaper than width=32 draws
-    offsets = np.zeros((h, n), np.int64)
-    offsets[:-1] = draw(hnp.arrays(np.int64, (h - 1, n), elements=st.integers(-GRID // 8, GRID // 8)))
-    offsets[-1] = -offsets[:-1].sum(axis=0)
-    return scores, x, offsets
+        scores = which.map(lambda u: np.full(n, TIE_UNITS[u]))
+    x = hnp.arrays(np.float64, (n + 1, c), elements=st.floats(-2, 2))  # cheaper than width=32 draws
+    return st.lists(st.tuples(scores, x), min_size=1, max_size=MAX_SIZES["B"])
 
 
 @st.composite
@@ -145,11 +143,17 @@ def instances(draw: Callable[..., Any], ties: bool = True, dtype: Any = np.float
     kind = draw(st.sampled_from(KINDS if ties else KINDS[:1]))
     n, c = draw(st.integers(1, MAX_SIZES["N"])), draw(st.integers(1, MAX_SIZES["C"]))
     h, k = draw(st.integers(1, MAX_SIZES["H"])), draw(st.integers(1, n))
-    items = draw(st.lists(_item(kind, n, c, h), min_size=1, max_size=MAX_SIZES["B"]))
-    scores, xs, offsets = (np.stack(parts) for parts in zip(*items))
-    # the rest of attn scores nothing: one drawn seed fills it, to keep draws cheap
+    items = draw(_batch(kind, n, c))
+    scores, xs = (np.stack(parts) for parts in zip(*items))
+    b = len(items)
+    # the heads' offsets (up to `spread`, which shrinks to 0: equal heads) and the rest of attn, which scores
+    # nothing, come from one drawn seed, to keep draws cheap
+    spread = draw(st.integers(0, GRID // 8))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    attn = rng.integers(0, GRID, (len(items), h, n + 1, n + 1))
+    offsets = np.zeros((b, h, n), np.int64)
+    offsets[:, :-1] = rng.integers(-spread, spread + 1, (b, h - 1, n))
+    offsets[:, -1] = -offsets[:, :-1].sum(axis=1)
+    attn = rng.integers(0, GRID, (b, h, n + 1, n + 1))
     attn[:, :, 0, 1:] = scores[:, None, :] + offsets
     return {"kind": kind, "x": xs.astype(dtype), "attn": (attn / GRID).astype(dtype), "k": k}
 
