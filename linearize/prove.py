@@ -329,7 +329,7 @@ def prove(program: Program, *, max_n: int = 6, original: Program | None = None, 
     _JOB.update(original=so, linearized=sl, degree=int(dv), channels=None if generic else channels)
     _CACHE.clear()
     total = sum(fubini(n) * n for n in range(1, max_n + 1))
-    chunk = 20_000 if jobs > 1 else 1 << 40
+    chunk = 20_000  # orderings per unit of work: bounds memory, spreads over processes
     units = [(n, k, lo, min(fubini(n), lo + chunk)) for n in range(1, max_n + 1) for k in range(1, n + 1)
              for lo in range(0, fubini(n), chunk)]
     settled, failure = 0, None

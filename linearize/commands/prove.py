@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.program}: proved for n <= {result.max_n}: {result.regions:,} regions (weak ordering of the "
               f"scores, k) settled, features symbolic, {channels}, in {result.seconds:.1f} s")
     else:
-        print(f"{result.program}: refuted after {result.regions:,} settled regions; the first failing ordering:")
+        settled = f"{result.regions:,} region{'' if result.regions == 1 else 's'}"
+        print(f"{result.program}: refuted after {settled} settled; the first failing ordering:")
         print(result.counterexample)
     return 0 if result.ok else 1
