@@ -86,6 +86,13 @@ def test_eval_forms_match_the_reference(capsys, tmp_path, name, form):
             assert np.array_equal(out, x)
 
 
+def test_eval_reference_of_a_hand_linearization_is_the_program_it_claims_to_be(capsys, tmp_path):
+    # evit-seed is the seed's hand derivation of EViT: its reference form is EViT's official code
+    x, attn = make_inputs()
+    out, _ = eval_cli(capsys, tmp_path, "evit-seed", x, attn, "--k", "3", form="reference")
+    assert_matches("evit", out, x, attn, 3)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_eval_float32_on_both_backends(capsys, tmp_path, backend):
     x, attn = make_inputs(b=3, h=2, n=9, c=5, dtype=np.float32, seed=1)

@@ -20,13 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the backend that evaluates IR programs")
 
 
-def reference_name(prog: Any) -> str | None:
-    """The torch reference a program is compared with: its meta's "reference", else its own name."""
-    from ..reference import REFERENCES
-    name = prog.meta.get("reference", prog.name) if prog.meta else prog.name
-    return name if name in REFERENCES else None
-
-
 def reproduce(args: argparse.Namespace) -> str:
     cmd = ["linearize", "check", args.program]
     if args.against != "reference":
@@ -46,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..form import is_linearized
     from ..programs import get
     from ..rewrite import linearize
+    from .forms import reference_name
 
     if args.examples < 1:
         raise UsageError(f"--examples must be >= 1, got {args.examples}")

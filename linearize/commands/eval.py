@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import compile
     from ..program import InputError, keep_rate_to_k
     from ..programs import get
-    from .forms import program_in_form, reference_fn
+    from .forms import program_in_form, reference_fn, reference_name
 
     prog = get(args.program)
     arrays = load_npz(args.inputs)
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     f.prepare({**inputs, "k": k})
     if args.form == "reference":
         import torch
-        out = reference_fn(prog.name)(*(torch.as_tensor(inputs[n]) for n in prog.input_names), k).numpy()
+        ref = reference_fn(reference_name(prog) or prog.name)
+        out = ref(*(torch.as_tensor(inputs[n]) for n in prog.input_names), k).numpy()
     else:
         out = compile(program_in_form(prog, args.form), args.backend)(**inputs, k=k)
         out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)

@@ -19,6 +19,14 @@ def program_in_form(prog: Program, form: str) -> Program:
     raise ValueError(f"form {form!r} is not a program")
 
 
+def reference_name(prog: Program) -> str | None:
+    """The torch reference a program is compared with: its meta's "reference" (evit-seed -> evit), else its
+    own name; None when there is no such reference."""
+    from ..reference import REFERENCES
+    name = prog.meta.get("reference", prog.name) if prog.meta else prog.name
+    return name if name in REFERENCES else None
+
+
 def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
     from ..cli import UsageError
     from ..reference import REFERENCES
