@@ -53,3 +53,17 @@ def test_cli_reference_covers_every_command_and_option() -> None:
         options = {o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"}
         missing = {o for o in options if o not in sections[name]}
         assert not missing, f"docs/cli.md does not document {sorted(missing)} of `linearize {name}`"
+
+
+def test_cli_reference_transcripts_are_what_the_commands_print(capsys, tmp_path, monkeypatch) -> None:
+    import numpy as np
+
+    from linearize.cli import main
+    transcripts = re.findall(r"```\n\$ linearize (.*?)\n(.*?)```", (ROOT / "docs" / "cli.md").read_text(), re.S)
+    assert len(transcripts) >= 2
+    monkeypatch.chdir(tmp_path)  # in.npz as the page describes it: B = 2, N + 1 = 9, C = 4, H = 3
+    rng = np.random.default_rng(0)
+    np.savez("in.npz", x=rng.random((2, 9, 4), dtype=np.float32), attn=rng.random((2, 3, 9, 9), dtype=np.float32))
+    for cmd, out in transcripts:
+        assert main(cmd.split()) == 0
+        assert capsys.readouterr().out == out, cmd
