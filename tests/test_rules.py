@@ -16,6 +16,7 @@ from linearize.build import (
     argsort,
     complement,
     const,
+    define,
     delta,
     gather,
     heaviside,
@@ -30,7 +31,7 @@ from linearize.build import (
     tensor,
     topk,
 )
-from linearize.passes import ALL_RULES
+from linearize.passes import ALL_RULES, STABLE_RANKS
 from linearize.program import program
 from linearize.rewrite import Pass, run_pass
 
@@ -68,6 +69,14 @@ def sorted_range(lo, hi, descending):
     return oracle
 
 
+NUM_GREATER = define("num_greater", i, sum_over(j, heaviside(key[j] - key[i])))
+
+
+def stable_ranked(descending: bool):
+    """rank_of(key) after the stable-rank rule: num_greater[i] + sum<j < i>(delta(key[j] - key[i]))."""
+    return run_pass(program("t", [x, key], rank_of(key, descending)), STABLE_RANKS, []).output
+
+
 # (rule, id, output node, oracle(X, K, kk))
 CASES: list[tuple] = [
     ("topk-gather", "head", gather(x, topk(key, k)), lambda X, K, kk: X[order(K)[:kk]]),
@@ -85,6 +94,7 @@ CASES: list[tuple] = [
     ("kth-to-rank", "all-r", stack_over(r, kth_largest(x, key, r)), lambda X, K, kk: X[order(K)]),
     ("kth-to-rank", "smallest-k-1", kth_smallest(x, key, k - 1), lambda X, K, kk: X[order(K, False)[kk - 1]]),
     *[("stable-rank", f"desc={d}", rank_of(key, d), lambda X, K, kk, d=d: ranks(K, d)) for d in (True, False)],
+    *[("shared-rank", f"desc={d}", stable_ranked(d), lambda X, K, kk, d=d: ranks(K, d)) for d in (True, False)],
     ("index-stack", "lo+e", S1[k - 1], lambda X, K, kk: X[kk - 1]),
     ("index-stack", "body", stack_over(r, key[r] * x[r])[k - 1], lambda X, K, kk: K[kk - 1] * X[kk - 1]),
     ("index-stack", "axis-1", S1[:, 0], lambda X, K, kk: X[:, 0]),
@@ -123,6 +133,9 @@ NEGATIVE: dict[str, list[tuple]] = {
     "kth-to-rank": [(sort_by_key(x, key), N), (rank_of(key), N)],
     "stable-rank": [(kth_largest(x, key, 0), N), (gather(x, argsort(key)), N)],
     "distinct-rank": [(kth_largest(x, key, 0), N), (gather(x, argsort(key)), N)],
+    "shared-rank": [(rank_of(key), N),  # not yet expanded
+                    # a tie-break over j <= i counts token i itself: not the stable rank, nothing to share
+                    (stack_over(i, NUM_GREATER[i] + sum_over(j_upto_i, delta(key[j_upto_i] - key[i]))), N)],
     "index-stack": [(stack_over(r, stack_over(r, key * key[r])[:, r]), N), (x[0], N)],  # moving [:, r] in captures r
     "slice-stack": [(S1[:, :1], N), (x[1:], N)],
     "index-slice": [(x[:, 1:][0], N), (x[0], N)],

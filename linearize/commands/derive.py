@@ -2,19 +2,19 @@ from __future__ import annotations
 
 import argparse
 
+from .forms import PIPELINE_HELP, PIPELINE_NAMES, pipeline
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr")
     parser.add_argument("--format", choices=("text", "json", "latex"), default="text")
-    parser.add_argument("--pipeline", choices=("default", "seed"), default="default",
-                        help="seed: the hand derivation's ranks without a tie-break (wrong on ties)")
+    parser.add_argument("--pipeline", choices=PIPELINE_NAMES, default="default", help=PIPELINE_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..passes import DEFAULT_PIPELINE, SEED_PIPELINE
     from ..programs import get
     from ..rewrite import linearize
-    d = linearize(get(args.program), DEFAULT_PIPELINE if args.pipeline == "default" else SEED_PIPELINE)
+    d = linearize(get(args.program), pipeline(args.pipeline))
     if args.format == "json":
         print(d.dumps())
     elif args.format == "latex":

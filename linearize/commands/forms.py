@@ -8,6 +8,15 @@ from typing import Any
 from ..program import Program
 
 FORMS = ("original", "linearized", "reference")
+# the keys of linearize.passes.PIPELINES, named here so that building the parser imports no passes
+PIPELINE_NAMES = ("default", "shared", "seed")
+PIPELINE_HELP = ("the rewrite passes: default; shared, with one comparison per pair of keys; seed, ranks without "
+                 "a tie-break as in the seed's hand derivation (wrong on ties)")
+
+
+def pipeline(name: str) -> tuple:
+    from ..passes import PIPELINES
+    return PIPELINES[name]
 
 
 def program_in_form(prog: Program, form: str) -> Program:

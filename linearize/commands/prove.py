@@ -4,7 +4,7 @@ import argparse
 import json
 import sys
 
-PIPELINES = ("default", "shared", "seed")
+from .forms import PIPELINE_HELP, PIPELINE_NAMES, pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,8 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object: program, max_n, regions, ok, "
                                                             "counterexample, seconds")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--pipeline", choices=PIPELINES, default="default",
-                        help="the passes that linearize the program (shared: with the share pass)")
+    parser.add_argument("--pipeline", choices=PIPELINE_NAMES, default="default", help=PIPELINE_HELP)
     parser.add_argument("--channels", type=int, default=1,
                         help="channels to settle when a program is not channel-generic (default 1)")
 
@@ -29,7 +28,6 @@ def _bar(settled: int, total: int, n: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UsageError
-    from ..passes import DEFAULT_PIPELINE, SEED_PIPELINE, SHARED_PIPELINE
     from ..programs import get
     from ..prove import ProveError, prove
 
@@ -37,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-n must be between 1 and 9, got {args.max_n}")
     if args.jobs < 1 or args.channels < 1:
         raise UsageError(f"--jobs and --channels must be >= 1, got {args.jobs} and {args.channels}")
-    pipeline = {"default": DEFAULT_PIPELINE, "shared": SHARED_PIPELINE, "seed": SEED_PIPELINE}[args.pipeline]
+    passes = pipeline(args.pipeline)
     bar = _bar if sys.stderr.isatty() else None
     try:
-        result = prove(get(args.program), max_n=args.max_n, pipeline=pipeline, jobs=args.jobs,
+        result = prove(get(args.program), max_n=args.max_n, pipeline=passes, jobs=args.jobs,
                        channels=args.channels, progress=bar)
     except ProveError as e:
         raise UsageError(str(e)) from None

@@ -18,9 +18,12 @@ DEFAULT_PIPELINE: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, SIMPLIFY, STABL
 SEED_PIPELINE: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, SIMPLIFY, DISTINCT_RANKS, SIMPLIFY)
 # the default, then one comparison per pair of keys (used by `linearize cost`; see docs/prove.md)
 SHARED_PIPELINE: tuple[Pass, ...] = (*DEFAULT_PIPELINE, SHARE, SIMPLIFY)
+# by name, for the commands' --pipeline
+PIPELINES: dict[str, tuple[Pass, ...]] = {"default": DEFAULT_PIPELINE, "shared": SHARED_PIPELINE,
+                                          "seed": SEED_PIPELINE}
 
-ALL_PASSES: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, STABLE_RANKS, DISTINCT_RANKS, SIMPLIFY)
+ALL_PASSES: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, STABLE_RANKS, DISTINCT_RANKS, SHARE, SIMPLIFY)
 ALL_RULES: dict[str, Rule] = {r.name: r for p in ALL_PASSES for r in p.rules}
 
-__all__ = ["ALL_PASSES", "ALL_RULES", "DEFAULT_PIPELINE", "DISTINCT_RANKS", "MASKED_SUMS", "SEED_PIPELINE",
+__all__ = ["ALL_PASSES", "ALL_RULES", "DEFAULT_PIPELINE", "DISTINCT_RANKS", "MASKED_SUMS", "PIPELINES", "SEED_PIPELINE",
            "SELECT", "SHARE", "SHARED_PIPELINE", "SIMPLIFY", "SORT", "STABLE_RANKS"]
