@@ -18,7 +18,7 @@ from .program import Program
 from .sympy_bridge import affine_latex, name_latex
 
 if TYPE_CHECKING:
-    from .rewrite import Derivation
+    from .rewrite import Derivation, Step
 
 _OPEN, _ADD, _MUL, _NEG, _ATOM = 0, 1, 2, 3, 4
 Shown = tuple[str, int, bool]  # text, precedence, open: ends in a big operator (a sum) that extends right
@@ -235,12 +235,21 @@ def derivation_latex(d: Derivation) -> str:
     if d.steps:
         lines.append(r"& \text{derivation}")
     for k, s in enumerate(d.steps, 1):
-        p = LatexPrinter()
-        label = _text(f"({k}) [{s.pass_name} / {s.rule}]")
-        lines.append(f"{p.show(s.before)} &= {p.show(s.after)} && {label}")
-        if s.after.op is Op.DEF:  # a new definition: show what it is, not just its name
-            known = set(definitions(s.before))
-            new = [_definition_line(p, x) for x in definitions(s.after) if x not in known]
-            lines += [r"\text{where}\quad " + line if j == 0 else line for j, line in enumerate(new)]
+        lines += _step_lines(s, f"({k}) ")
     lines += _program_lines(d.result, LatexPrinter(), "result")
     return _wrap(lines)
+
+
+def _step_lines(s: Step, number: str = "") -> list[str]:
+    p = LatexPrinter()
+    lines = [f"{p.show(s.before)} &= {p.show(s.after)} && {_text(f'{number}[{s.pass_name} / {s.rule}]')}"]
+    if s.after.op is Op.DEF:  # a new definition: show what it is, not just its name
+        known = set(definitions(s.before))
+        new = [_definition_line(p, x) for x in definitions(s.after) if x not in known]
+        lines += [r"\text{where}\quad " + line if j == 0 else line for j, line in enumerate(new)]
+    return lines
+
+
+def step_latex(s: Step) -> str:
+    """One step, `before = after` labelled with its pass and rule (and any definition it introduces)."""
+    return _wrap(_step_lines(s))

@@ -174,6 +174,10 @@ class Step:
             after = "; ".join(show_definition(p, d) for d in definitions(self.after) if d not in known)
         return {"pass": self.pass_name, "rule": self.rule, "before": before, "after": after}
 
+    def _repr_latex_(self) -> str:
+        from .latex import step_latex
+        return step_latex(self)
+
 
 @dataclass
 class Derivation:

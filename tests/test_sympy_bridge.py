@@ -171,6 +171,20 @@ def test_derive_latex(name: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("name", ["evit", "topk"])
+def test_each_step_renders_as_its_line_of_the_derivation(name: str) -> None:
+    d = LINEARIZED[name]
+    body = derivation_latex(d)
+    for s in d.steps:
+        tex = s._repr_latex_()
+        well_formed(tex)
+        lines = tex.removeprefix("$$\\begin{aligned}\n").removesuffix("\n\\end{aligned}$$").split(" \\\\\n")
+        assert f"[{s.pass_name} / {s.rule}]" in lines[0]
+        # the same equation as in the whole derivation, there numbered
+        label = f"[{s.pass_name} / {s.rule}]"
+        assert lines[0].replace(label, f"({d.steps.index(s) + 1}) {label}") in body.split(" \\\\\n")
+
+
+@pytest.mark.parametrize("name", ["evit", "topk"])
 def test_program_latex(name: str) -> None:
     for p in (L.programs.get(name), LINEARIZED[name].result):
         tex = program_latex(p)
