@@ -3,6 +3,7 @@ the evaluator's structural ops need. torch is imported only when its backend is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ class Backend:
     zeros: Callable[[tuple[int, ...], Any], Any]
     einsum: Callable[..., Any]  # (spec, *operands)
     count_below: Callable[[Any, Any, bool], Any]  # (a [G, n], v [G, m], inclusive) -> #{a < v} or #{a <= v}, int64
-    stable_pos: Callable[[Any], Any]  # [G, n] -> each entry's position in the stable ascending order, int64
+    ties_before: Callable[[Any], Any]  # u [G, n] -> #{j < i: u[g, j] == u[g, i]}, int64, by one stable sort
     rows: Callable[[Any, Any], Any]  # (Y [G, n, F], src [G, R] int) -> Y[g, src[g, r]], [G, R, F]
     scatter_rows: Callable[[Any, Any, int], Any]  # (Y [G, n, F], t [G, n] in [0, R]) -> sums by t, [G, R, F]
     invert: Callable[[Any, int], Any]  # (t [G, n] in [0, R]) -> (src [G, R + 1], count [G, R + 1]): who lands where
@@ -61,14 +62,31 @@ def _np_convert(x: Any) -> np.ndarray:
 def _np_finite(a: np.ndarray) -> bool:
     # a finite sum proves every entry finite (NaN and inf propagate) without a boolean copy of the array;
     # only a sum that overflowed needs the entrywise test
-    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+    return math.isfinite(a.sum()) or bool(np.isfinite(a).all())
+
+
+def _np_unpermute(order: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """out[g, order[g, p]] = values[g, p]."""
+    out = np.empty_like(values)
+    out[np.arange(order.shape[0])[:, None], order] = values
+    return out
 
 
 def _np_stable_pos(a: np.ndarray) -> np.ndarray:
     order = np.argsort(a, axis=-1, kind="stable")
-    pos = np.empty_like(order)
-    np.put_along_axis(pos, order, np.broadcast_to(np.arange(a.shape[-1]), order.shape), axis=-1)
-    return pos
+    return _np_unpermute(order, np.broadcast_to(np.arange(a.shape[-1]), order.shape))
+
+
+def _np_ties_before(u: np.ndarray) -> np.ndarray:
+    """In a stable sort equal keys keep their index order: an entry's position within its run of equal keys
+    is the number of equal keys at lower indices."""
+    order = np.argsort(u, axis=-1, kind="stable")
+    vals = np.take_along_axis(u, order, -1)
+    ar = np.arange(u.shape[-1])
+    new = np.ones(u.shape, bool)
+    new[:, 1:] = vals[:, 1:] != vals[:, :-1]
+    start = np.maximum.accumulate(np.where(new, ar, 0), axis=-1)
+    return _np_unpermute(order, ar - start)
 
 
 def _np_count_below(a: np.ndarray, v: np.ndarray, inclusive: bool) -> np.ndarray:
@@ -108,7 +126,7 @@ NUMPY = Backend(
     arange=lambda lo, hi: np.arange(lo, hi, dtype=np.int64),
     to_dtype=lambda a, dtype: a.astype(dtype, copy=False),
     sum=lambda a, axis: a.sum(axis=axis),
-    mean=lambda a, axis: a.mean(axis=axis),
+    mean=lambda a, axis: np.add.reduce(a, axis) / a.shape[axis],  # what a.mean does, without its overhead
     where=np.where,
     concat=lambda parts, axis: np.concatenate(parts, axis=axis),
     moveaxis=np.moveaxis,
@@ -123,7 +141,7 @@ NUMPY = Backend(
     zeros=lambda shape, dtype: np.zeros(shape, dtype),
     einsum=np.einsum,
     count_below=_np_count_below,
-    stable_pos=_np_stable_pos,
+    ties_before=_np_ties_before,
     rows=lambda Y, src: Y[np.arange(src.shape[0])[:, None], src],
     scatter_rows=_np_scatter_rows,
     invert=_np_invert,
@@ -149,11 +167,15 @@ def _torch_backend() -> Backend:
                 np.dtype(np.float16): torch.float16, np.dtype(np.int64): torch.int64}[np.dtype(dtype)]
 
     def finite(a: Any) -> bool:
-        return bool(torch.isfinite(a.sum())) or bool(torch.isfinite(a).all())
+        return math.isfinite(a.sum().item()) or bool(torch.isfinite(a).all())
 
-    def stable_pos(a: Any) -> Any:
-        order = torch.sort(a, dim=-1, stable=True).indices
-        return torch.empty_like(order).scatter_(-1, order, torch.arange(a.shape[-1]).expand_as(order))
+    def ties_before(u: Any) -> Any:
+        vals, order = torch.sort(u, dim=-1, stable=True)
+        ar = torch.arange(u.shape[-1])
+        new = torch.ones(u.shape, dtype=torch.bool)
+        new[:, 1:] = vals[:, 1:] != vals[:, :-1]
+        start = torch.where(new, ar, 0).cummax(-1).values
+        return torch.empty_like(order).scatter_(-1, order, ar - start)
 
     def count_below(a: Any, v: Any, inclusive: bool) -> Any:
         ordered = torch.sort(a, dim=-1).values
@@ -207,7 +229,7 @@ def _torch_backend() -> Backend:
         zeros=lambda shape, dtype: torch.zeros(shape, dtype=as_dtype(dtype)),
         einsum=torch.einsum,
         count_below=count_below,
-        stable_pos=stable_pos,
+        ties_before=ties_before,
         rows=rows,
         scatter_rows=scatter_rows,
         invert=invert,

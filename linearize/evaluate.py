@@ -34,21 +34,23 @@ class Compiled:
         self.backend = get_backend(backend)
         self.planned, self.fast, self.cache_size = planned, fast, cache_size
         self._plans: dict[tuple, Plan] = {}
-        self._envs: dict[tuple, dict[Sym, int]] = {}
+        self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
+        self._given = program.given_sizes
+        self._allowed = frozenset(program.input_names) | frozenset(self._given)
 
-    def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
+    def _check(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], tuple]:
+        """The inputs as this backend's arrays, the given sizes, and the plan cache key; raises on bad input."""
         p, xp = self.program, self.backend
-        unknown = set(kwargs) - set(p.input_names) - set(p.given_sizes)
-        if unknown:
+        if not self._allowed.issuperset(kwargs):
+            unknown = set(kwargs) - self._allowed
             raise InputError(f"{p.name} takes {', '.join(p.input_names + p.given_sizes)}; "
                              f"unexpected {', '.join(sorted(unknown))}")
         arrays: dict[str, Any] = {}
-        for node in p.inputs:
-            name, shape = node.arg
+        for name, rank, shape in self._inputs:
             if name not in kwargs:
                 raise InputError(f"missing input array {name!r}")
             a = xp.convert(kwargs[name])
-            if a.ndim != len(shape) + 1:
+            if a.ndim != rank + 1:
                 dims = ", ".join(["B", *(str(d) for d in shape)])
                 raise InputError(f"{name} must have rank {len(shape) + 1} ([{dims}]), got rank {a.ndim}")
             if not xp.is_float(a):
@@ -61,7 +63,8 @@ class Compiled:
             raise InputError(f"batch sizes disagree: {', '.join(f'{k} has {a.shape[0]}' for k, a in arrays.items())}")
         if any(a.dtype != first.dtype for a in arrays.values()):
             raise InputError(f"dtypes disagree: {', '.join(f'{k} is {a.dtype}' for k, a in arrays.items())}")
-        given = {s: kwargs[s] for s in p.given_sizes if s in kwargs}
+        given = {s: kwargs[s] for s in self._given if s in kwargs}
+
         for s, v in given.items():
             try:
                 integral = not isinstance(v, bool | str | bytes) and float(v).is_integer()
@@ -69,37 +72,39 @@ class Compiled:
                 integral = False
             if not integral:
                 raise InputError(f"size {s} must be an integer, got {v!r}")
-        shapes = {k: tuple(a.shape[1:]) for k, a in arrays.items()}
-        key = (tuple(shapes.items()), tuple((s, int(v)) for s, v in given.items()))
-        env = self._envs.get(key)
-        if env is None:
-            env = p.bind_sizes(shapes, given)  # raises on sizes that do not fit; only good ones are kept
-            if len(self._envs) < 4 * self.cache_size:
-                self._envs[key] = env
-        return env, arrays, first.dtype
+        key = (tuple(a.shape for a in arrays.values()), tuple(int(v) for v in given.values()), first.dtype)
+        return arrays, given, key
+
+    def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
+        """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
+        arrays, given, _ = self._check(kwargs)
+        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+        return env, arrays, next(iter(arrays.values())).dtype
 
     def plan(self, **kwargs: Any) -> Plan:
         """The plan these inputs run with (made now if it is new): its steps, strategies and largest array."""
-        env, arrays, dtype = self.prepare(kwargs)
-        return self._plan(env, next(iter(arrays.values())).shape[0], dtype)
+        return self._plan(*self._check(kwargs))
 
-    def _plan(self, env: dict[Sym, int], batch: int, dtype: Any) -> Plan:
-        key = (tuple(sorted((s.name, v) for s, v in env.items())), batch, str(dtype))
+    def _plan(self, arrays: dict[str, Any], given: dict[str, Any], key: tuple) -> Plan:
         plan = self._plans.get(key)
-        if plan is None:
-            plan = Planner(self.backend, env, batch, dtype, fast=self.fast).plan(self.program.active_root(env))
+        if plan is None:  # new sizes: bind them (which checks them), then plan
+            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+            first = next(iter(arrays.values()))
+            plan = Planner(self.backend, env, first.shape[0], first.dtype, fast=self.fast).plan(
+                self.program.active_root(env))
             if len(self._plans) >= self.cache_size:
                 self._plans.pop(next(iter(self._plans)))
             self._plans[key] = plan
         return plan
 
     def __call__(self, **kwargs: Any) -> Any:
-        env, arrays, dtype = self.prepare(kwargs)
-        batch = next(iter(arrays.values())).shape[0]
         if self.planned:
-            out = self._plan(env, batch, dtype).run(arrays)
+            arrays, given, key = self._check(kwargs)
+            out = self._plan(arrays, given, key).run(arrays)
         else:
+            env, arrays, dtype = self.prepare(kwargs)
             out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
+        batch = next(iter(arrays.values())).shape[0]
         if out.shape[0] != batch:
             out = self.backend.broadcast_to(out, (batch, *out.shape[1:]))
         return out

@@ -122,6 +122,7 @@ class Planner:
         self.xp, self.env, self.batch, self.dtype, self.fast = backend, dict(env), batch, dtype, fast
         self.slots: dict[Node, int] = {}
         self.metas: list[Meta] = []
+        self.home: list[int] = []  # the runtime slot holding each slot's array (itself, or the one it aliases)
         self.consts: dict[int, Any] = {}
         self.inputs: dict[str, int] = {}
         self.steps: list[Step] = []
@@ -176,7 +177,17 @@ class Planner:
     # --- slots and steps -------------------------------------------------------------------------------
     def new(self, meta: Meta) -> int:
         self.metas.append(meta)
+        self.home.append(len(self.home))
         return len(self.metas) - 1
+
+    def alias(self, s: int, meta: Meta) -> int:
+        """A slot holding the same array as `s`, laid out as `meta` says (a layout change with no data change)."""
+        self.metas.append(meta)
+        self.home.append(self.home[s])
+        t = len(self.metas) - 1
+        if s in self.consts:
+            self.consts[t] = self.consts[s]
+        return t
 
     def constant(self, value: Any, meta: Meta) -> int:
         s = self.new(meta)
@@ -189,7 +200,7 @@ class Planner:
             return self.constant(fn(*(self.consts[i] for i in ins)), meta)
         s = self.new(meta)
         node, strategy = self._current
-        self.steps.append(Step(fn, tuple(ins), s, node, strategy))
+        self.steps.append(Step(fn, tuple(self.home[i] for i in ins), s, node, strategy))
         return s
 
     def note(self, elements: int) -> None:
@@ -239,4 +250,5 @@ class Planner:
             self._current = (n, name)
             self.slots[n] = build(self)
             self.strategy[n] = "constant" if self.slots[n] in self.consts else name
-        return Plan(self.steps, self.metas, self.consts, self.inputs, self.slots[root], self.strategy, self.internal)
+        return Plan(self.steps, self.metas, self.consts, self.inputs, self.home[self.slots[root]], self.strategy,
+                    self.internal)

@@ -112,8 +112,10 @@ def _index(P: Planner, n: Node) -> int:
         rest = [p for p in range(1 + len(mx.axes), 1 + len(mx.axes) + len(mx.own) - 1 + len(iaxes))
                 if not pos <= p < pos + len(iaxes)]
         perm = permuter(P, [0, *(where[a] for a in axes), *rest])
-        take = (lambda x: x[head + (key,)])
         meta = Meta(axes, tuple(P.size(a) for a in axes), own, mx.batch, mx.kind, mx.finite)
+        if key == slice(0, dim) and perm is None:  # every row, in order: the same array
+            return P.alias(xs, meta)
+        take = (lambda x: x[head + (key,)])
         return P.emit(chain(take, perm), [xs], meta)
     # x itself depends on a variable of the index: align both, then take along the axis
     moved = Meta(mx.axes, mx.dims, own + (dim,), mx.batch, mx.kind)
@@ -188,16 +190,20 @@ def _binder(P: Planner, n: Node) -> int:
         p = 1 + axes.index(v)
         shape = mb.shape[:p] + (1,) + mb.shape[p:]
         full = mb.shape[:p] + (hi - lo,) + mb.shape[p:]
-        pre = lambda a: xp.broadcast_to(a.reshape(shape), full)
+        pre = (lambda a: a.reshape(shape)) if hi - lo == 1 else (lambda a: xp.broadcast_to(a.reshape(shape), full))
         mb = replace(mb, axes=axes, dims=tuple(P.size(a) for a in axes))
     body = chain(pre)
     pos = 1 + mb.axes.index(v)
     rest = tuple(a for a in mb.axes if a != v)
     dims = tuple(P.size(a) for a in rest)
-    if n.op is Op.STACK:
-        to = len(mb.axes)
-        return P.emit(lambda a: xp.moveaxis(body(a), pos, to), [bs],
-                      replace(mb, axes=rest, dims=dims, own=(hi - lo, *mb.own)))
+    if n.op is Op.STACK:  # v's axis becomes the first own axis
+        out = replace(mb, axes=rest, dims=dims, own=(hi - lo, *mb.own))
+        order = [d for d in range(len(mb.shape)) if d != pos]
+        order.insert(len(mb.axes), pos)
+        move = permuter(P, order)
+        if pre is None and move is None:
+            return P.alias(bs, out)
+        return P.emit(chain(pre, move), [bs], out)
     if v.lo.vars or v.hi.vars:  # ragged: mask to lo(outer) <= v < hi(outer)
         mask, mm = ragged_mask(P, v)
         (sd, sm), meta = broadcast(P, [mb, mm])

@@ -1,0 +1,180 @@
+"""The official EViT token selection vs the compiled linearized EViT, side by side in one process.
+
+    python benchmarks/bench_evit.py [--threads 2] [--runs 9] [--no-memory] [--json OUT]
+
+For DeiT-S (C=384, H=6) and ViT-B/16 (C=768, H=12) at B=64, N+1=197, keep rate 0.7 (k = ceil(0.7 * 196) = 138),
+float32, it times, interleaved (one call of each implementation per round, the median of --runs rounds):
+
+- official        `linearize.reference.evit`: the official code path plus that module's input check (isfinite over
+                  attn, as the reference does before selecting)
+- official core   the official selection alone (topk, complement_idx, gather, weighted sum, cat), no input check
+- linearized/torch, linearized/numpy   `linearize.compile(linearize(evit).result, backend)`; each call checks its
+                  inputs (shapes, dtypes, finiteness of x and attn) and runs the cached plan
+
+Every output is checked against the official reference before timing: the kept rows must be equal, the fused token
+equal to 1e-5. Then the per-call time at B=1, N+1=17, C=384, H=6 (k=12), and the peak memory of one call, measured
+in a fresh subprocess per implementation: the rise of the resident set's high-water mark (VmHWM, reset through
+/proc/self/clear_refs) over the resident set before the call, after one warm-up call (so the plan is built and the
+libraries are loaded), and for numpy also tracemalloc's peak of the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import linearize as L
+from linearize.reference import _select
+from linearize.reference import evit as official
+
+CONFIGS = {"DeiT-S": (64, 196, 384, 6), "ViT-B/16": (64, 196, 768, 12), "small": (1, 16, 384, 6)}
+KEEP = 0.7
+IMPLS = ("official", "official core", "linearized/torch", "linearized/numpy")
+
+
+def inputs(config: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+    b, n, c, h = CONFIGS[config]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, n + 1, c, generator=g)
+    attn = torch.randn(b, h, n + 1, n + 1, generator=g).softmax(-1)
+    return x, attn, L.keep_rate_to_k(KEEP, n)
+
+
+def implementations(x: torch.Tensor, attn: torch.Tensor, k: int) -> dict[str, Callable[[], Any]]:
+    lin = L.linearize(L.programs.get("evit")).result
+    ft, fn = L.compile(lin, "torch"), L.compile(lin, "numpy")
+    xn, an = x.numpy(), attn.numpy()
+    return {"official": lambda: official(x, attn, k),
+            "official core": lambda: _select(x, attn, k, stable=False, extra=True),
+            "linearized/torch": lambda: ft(x=x, attn=attn, k=k),
+            "linearized/numpy": lambda: fn(x=xn, attn=an, k=k)}
+
+
+def check(config: str) -> dict[str, str]:
+    """Each implementation's output against the official reference; returns how each compiled plan ran."""
+    x, attn, k = inputs(config)
+    want = official(x, attn, k).numpy()
+    lin = L.linearize(L.programs.get("evit")).result
+    strategies = {}
+    for name, f in implementations(x, attn, k).items():
+        got = np.asarray(f())
+        assert got.shape == want.shape and got.dtype == want.dtype, (name, got.shape, got.dtype)
+        assert np.array_equal(got[:, :k + 1], want[:, :k + 1]), f"{name}: kept rows differ on {config}"
+        np.testing.assert_allclose(got[:, k + 1:], want[:, k + 1:], rtol=1e-5, atol=1e-5, err_msg=name)
+    for backend in ("torch", "numpy"):
+        plan = L.compile(lin, backend).plan(x=x if backend == "torch" else x.numpy(),
+                                            attn=attn if backend == "torch" else attn.numpy(), k=k)
+        fast = {s for s in plan.strategies.values() if s not in ("generic", "constant")}
+        strategies[backend] = f"{', '.join(sorted(fast))}; largest array {plan.largest} elements"
+    return strategies
+
+
+def timed(fns: dict[str, Callable[[], Any]], runs: int, calls: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each function, interleaved: one batch of `calls` calls of each per round."""
+    for f in fns.values():  # warm up: plans, thread pools, caches
+        f()
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, f in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                f()
+            out[name].append((time.perf_counter() - t0) / calls)
+    return out
+
+
+def _status() -> dict[str, int]:
+    with open("/proc/self/status") as fh:
+        return {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in fh)
+                if k in ("VmHWM", "VmRSS")}
+
+
+def memory_child(config: str, impl: str) -> None:
+    """One call of one implementation in this fresh process: print its peak memory as JSON."""
+    import tracemalloc
+    x, attn, k = inputs(config)
+    f = implementations(x, attn, k)[impl]
+    f()  # warm up: the plan, the libraries
+    gc.collect()
+    before = _status()["VmRSS"]
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset VmHWM to the current resident set
+    tracemalloc.start()
+    out = f()
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    peak = _status()["VmHWM"] - before
+    print(json.dumps({"rss_peak": peak, "traced_peak": traced, "out_bytes": int(np.asarray(out).nbytes)}))
+
+
+def memory(config: str, impl: str, threads: int) -> dict[str, int]:
+    cmd = [sys.executable, __file__, "--threads", str(threads), "--memory-child", config, impl]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--runs", type=int, default=9, help="interleaved rounds; the median is reported (default 9)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return 0
+    print(f"# {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"numpy {np.__version__}, float32, keep rate {KEEP}, median of {args.runs} interleaved rounds")
+    results: dict[str, Any] = {"threads": args.threads, "runs": args.runs, "cpu": cpu_model(), "configs": {}}
+    for config in CONFIGS:
+        b, n, c, h = CONFIGS[config]
+        strategies = check(config)
+        x, attn, k = inputs(config)
+        calls = 200 if b == 1 else 1
+        times = timed(implementations(x, attn, k), args.runs, calls)
+        med = {name: statistics.median(ts) for name, ts in times.items()}
+        unit, scale = ("us", 1e6) if b == 1 else ("ms", 1e3)
+        print(f"\n## {config}: B={b}, N+1={n + 1}, C={c}, H={h}, k={k}   (outputs checked against the official code)")
+        print(f"{'implementation':<18} {'median ' + unit:>10} {'min ' + unit:>10} {'/ official':>11} {'/ core':>8}"
+              f" {'peak MiB':>9} {'traced MiB':>11}")
+        entry: dict[str, Any] = {"B": b, "N+1": n + 1, "C": c, "H": h, "k": k, "unit": unit,
+                                 "strategies": strategies, "impls": {}}
+        for name in IMPLS:
+            mem = None if args.no_memory or b == 1 else memory(config, name, args.threads)
+            peak = f"{mem['rss_peak'] / 2**20:9.1f}" if mem else f"{'-':>9}"
+            traced = f"{mem['traced_peak'] / 2**20:11.1f}" if mem and "numpy" in name else f"{'-':>11}"
+            print(f"{name:<18} {med[name] * scale:10.3f} {min(times[name]) * scale:10.3f} "
+                  f"{med[name] / med['official']:10.2f}x {med[name] / med['official core']:7.2f}x {peak} {traced}")
+            entry["impls"][name] = {"median_s": med[name], "min_s": min(times[name]), "memory": mem}
+        for backend, text in strategies.items():
+            print(f"  plan ({backend}): {text}")
+        results["configs"][config] = entry
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Contractions planned once: an einsum of two operands becomes one batched matrix product.
+
+`contraction(xp, terms, out, size)` returns f(*operands) computing `einsum(",".join(terms) + "->" + out)`.
+For two operands the letters are sorted, while planning, into batch (in both and the output), left (first
+operand and output), right (second operand and output) and contracted (both, not output) ones, and the call
+is transpose, reshape, `@`, reshape, transpose: a BLAS product for numpy (whose einsum does not use BLAS
+with batch letters) and no per-call parsing for torch. Other cases call the library's einsum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+
+def _perm(xp: Any, order: list[int]) -> Callable[[Any], Any]:
+    if order == sorted(order):
+        return lambda a: a
+    if xp.name == "torch":
+        return lambda a: a.permute(*order)
+    return lambda a: a.transpose(order)
+
+
+def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> Callable[..., Any]:
+    spec = ",".join(terms) + "->" + out
+    if len(terms) != 2:
+        return lambda *ops: xp.einsum(spec, *ops)
+    ta, tb = terms
+    alone = [c for c in ta if c not in tb and c not in out] + [c for c in tb if c not in ta and c not in out]
+    if alone or len(set(ta)) != len(ta) or len(set(tb)) != len(tb):  # summed in one operand only, or repeated
+        return lambda *ops: xp.einsum(spec, *ops)
+    batch = [c for c in out if c in ta and c in tb]
+    left = [c for c in out if c in ta and c not in tb]
+    right = [c for c in out if c in tb and c not in ta]
+    inner = [c for c in ta if c in tb and c not in out]
+    n = [math.prod(size[c] for c in part) for part in (left, inner, right)]
+    bs = tuple(size[c] for c in batch)
+    pa = _perm(xp, [ta.index(c) for c in batch + left + inner])
+    pb = _perm(xp, [tb.index(c) for c in batch + inner + right])
+    shape_a, shape_b = (*bs, n[0], n[1]), (*bs, n[1], n[2])
+    mid = batch + left + right
+    shape_out = (*bs, *(size[c] for c in left), *(size[c] for c in right))
+    po = _perm(xp, [mid.index(c) for c in out])
+
+    def run(a: Any, b: Any) -> Any:
+        return po((pa(a).reshape(shape_a) @ pb(b).reshape(shape_b)).reshape(shape_out))
+    return run

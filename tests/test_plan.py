@@ -1,0 +1,181 @@
+"""The planned evaluator: its fast strategies give the generic evaluator's values and the torch references'
+(ties, k = 1, k = N, float32 and float64, numpy and torch), on both kernels of each strategy (the small-size
+one and the large-size one); the plan for EViT takes the fast path and never builds a (rank x token x channel)
+array; plans are made once per size environment."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+import linearize as L
+from linearize import strategies
+from linearize.plan import Planner
+from linearize.reference import evit, evit_stable, topk, topk_stable
+
+BACKENDS = ["numpy", "torch"]
+REFERENCE = {"evit": (evit, evit_stable), "topk": (topk, topk_stable)}
+TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-5}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
+
+
+@functools.cache
+def linearized(name: str) -> L.Program:
+    return L.linearize(L.programs.get(name)).result
+
+
+@pytest.fixture(params=["small", "large"])
+def kernels(request, monkeypatch):
+    """"large" forces the kernels meant for large sizes (sorts, moved rows) onto the small test inputs."""
+    if request.param == "large":
+        monkeypatch.setattr(strategies, "PAIRS_MAX", 0)
+        monkeypatch.setattr(strategies, "ONEHOT_MAX", 0)
+    return request.param
+
+
+def run(program: L.Program, backend: str, **arrays) -> np.ndarray:
+    """The planned evaluation, as numpy; once more with each step's shape checked against the plan."""
+    f = L.compile(program, backend)
+    conv = {k: torch.from_numpy(v) if backend == "torch" and isinstance(v, np.ndarray) else v
+            for k, v in arrays.items()}
+    f.plan(**conv).run({k: v for k, v in conv.items() if k in program.input_names}, check=True)
+    out = f(**conv)
+    return out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+
+
+def generic(program: L.Program, **arrays) -> np.ndarray:
+    return np.asarray(L.compile(program, planned=False)(**arrays))
+
+
+def evit_inputs(seed: int, b: int, n: int, c: int, h: int, dtype, ties: bool):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(b, n + 1, c)).astype(dtype)
+    attn = rng.random((b, h, n + 1, n + 1)).astype(dtype)
+    if ties:  # CLS attention from a few dyadic values: head means tie exactly, in every implementation
+        attn[:, :, 0, :] = rng.choice([0.0, 0.25, 0.5, 1.0], size=(b, h, n + 1)).astype(dtype)
+    return x, attn
+
+
+CASES = [(seed, b, n, c, h, k, ties) for seed, (b, n, c, h, k) in enumerate(
+    [(2, 8, 3, 2, 1), (2, 8, 3, 2, 8), (3, 9, 4, 3, 6), (1, 1, 2, 1, 1), (4, 16, 5, 2, 11), (2, 30, 3, 4, 7)])
+    for ties in (False, True)]
+
+
+@pytest.mark.parametrize("name", ["evit", "topk"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"b{c[1]}-n{c[2]}-k{c[5]}-{'ties' if c[6] else 'cont'}")
+def test_fast_path_equals_generic_and_reference(name, dtype, backend, case, kernels):
+    seed, b, n, c, h, k, ties = case
+    x, attn = evit_inputs(seed, b, n, c, h, dtype, ties)
+    prog = linearized(name)
+    got = run(prog, backend, x=x, attn=attn, k=k)
+    want = generic(prog, x=x, attn=attn, k=k)
+    ref = REFERENCE[name][ties](torch.from_numpy(x), torch.from_numpy(attn), k).numpy()
+    assert got.dtype == want.dtype == dtype and got.shape == want.shape == ref.shape
+    kept = k + 1
+    np.testing.assert_array_equal(got[:, :kept], want[:, :kept])  # rows are moved, not summed: exactly equal
+    np.testing.assert_array_equal(got[:, :kept], ref[:, :kept])
+    np.testing.assert_allclose(got, want, **TOL[dtype])  # the fused token: the same sum in another order
+    np.testing.assert_allclose(got, ref, **TOL[dtype])
+
+
+def test_the_fast_path_is_taken_and_nothing_of_rank_x_token_x_channel_is_built():
+    B, N, C, H, k = 4, 196, 64, 2, 138
+    x, attn = evit_inputs(0, B, N, C, H, np.float32, False)
+    f = L.compile(linearized("evit"), "numpy")
+    plan = f.plan(x=x, attn=attn, k=k)
+    chosen = {L.printing.show(n): s for n, s in plan.strategies.items()}
+    assert chosen["[sum<i < N>(delta(rank[i] - r) * x[i + 1]) for r in range(k)]"] == "scatter"
+    assert chosen["sum<i < N>(heaviside(rank[i] - k + 1) * cls_attn[i] * x[i + 1])"] == "contract"
+    assert chosen["sum<j < N>(heaviside(cls_attn[j] - cls_attn[i]))"] == "count"
+    assert chosen["sum<j < i>(delta(cls_attn[j] - cls_attn[i]))"] == "count"
+    assert "sum<i < N>(delta(rank[i] - r) * x[i + 1])" not in chosen  # never planned on its own
+    assert plan.largest <= B * (N + 1) * C < k * N * C  # no array beyond the size of x
+    generic_plan = L.compile(linearized("evit"), "numpy", fast=False).plan(x=x, attn=attn, k=k)
+    assert generic_plan.largest >= B * k * N * C  # what the fast path avoids
+    np.testing.assert_allclose(f(x=x, attn=attn, k=k), generic(linearized("evit"), x=x, attn=attn, k=k),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_plan_is_made_once_per_size_environment(backend, monkeypatch):
+    made = []
+    original = Planner.plan
+    monkeypatch.setattr(Planner, "plan", lambda self, root: made.append(1) or original(self, root))
+    f = L.compile(linearized("evit"), backend)
+    x, attn = evit_inputs(1, 2, 8, 3, 2, np.float32, False)
+    if backend == "torch":
+        x, attn = torch.from_numpy(x), torch.from_numpy(attn)
+    for _ in range(3):
+        f(x=x, attn=attn, k=3)
+    assert len(made) == 1 and f.plan(x=x, attn=attn, k=3) is f.plan(x=x, attn=attn, k=3)
+    f(x=x, attn=attn, k=4)
+    f(x=x[:1], attn=attn[:1], k=3)
+    assert len(made) == 3
+    with pytest.raises(L.InputError, match="k out of range"):
+        f(x=x, attn=attn, k=9)
+
+
+# --- each strategy on programs of its own, against the generic evaluator -----------------------------------
+N, C, k = L.sizes("N C k")
+X, A, Bk = L.tensor("x", N, C), L.tensor("a", N), L.tensor("b", N)
+i, j, r = L.index("i", N), L.index("j", N), L.index("r", k)
+below = L.index("j", i)
+big = L.define("big", i, A[i] * 1e30)  # overflows float32 to inf where |a| > ~3.4e8
+PROGRAMS = {
+    "count-two-keys": L.stack_over(i, (L.sum_over(j, L.heaviside(A[j] - Bk[i]))
+                                       + 2.0 * L.sum_over(j, L.heaviside(Bk[i] - A[j]))
+                                       + 4.0 * L.sum_over(j, L.delta(A[j] - Bk[i]))) * X[i]),
+    "ties-before": L.stack_over(i, L.sum_over(below, L.delta(A[below] - A[i])) * X[i]),
+    "scatter-collide": L.stack_over(r, L.sum_over(i, L.delta(L.sum_over(j, L.heaviside(A[j] - A[i])) - r) * X[i])),
+    "scatter-offset": L.stack_over(r, L.sum_over(i, L.delta(r + 1 - L.sum_over(j, L.heaviside(A[j] - A[i])))
+                                                 * Bk[i] * X[i])),
+    "scatter-not-integer": L.stack_over(r, L.sum_over(i, L.delta(A[i] - r) * X[i])),
+    "scatter-overflow": L.stack_over(r, L.sum_over(i, L.delta(L.sum_over(j, L.heaviside(A[j] - A[i])) - r)
+                                                   * big[i] * X[i])),
+    "count-overflow": L.stack_over(i, (L.sum_over(j, L.heaviside(big[j] - big[i]))
+                                       + 2.0 * L.sum_over(j, L.delta(big[j] - big[i]))
+                                       + 4.0 * L.sum_over(below, L.delta(big[below] - big[i]))) * X[i]),
+
+    "contract-ragged": L.stack_over(i, L.sum_over(below, A[below] * Bk[i] * X[below])),
+    "compare": L.stack_over(i, L.heaviside(A[i] - Bk[i]) * X[i] + L.delta(big[i] - big[0]) * X[i]),
+}
+
+
+def keys(rng, n: int, kind: str) -> np.ndarray:
+    if kind == "ties":
+        return rng.choice([0.0, 0.5, 1.0], size=(2, n))
+    if kind == "overflow":
+        return rng.choice([0.0, 1.0, 1e9, -1e9, 2e9], size=(2, n))
+    return rng.choice([0.0, 0.5, 1.0, 2.0, 2.5], size=(2, n)) if kind == "integers" else rng.normal(size=(2, n))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("kind", ["continuous", "ties", "integers", "overflow"])
+@pytest.mark.parametrize("name", list(PROGRAMS))
+def test_each_strategy_equals_the_generic_evaluator(name, kind, dtype, backend, kernels):
+    prog = L.program(name, [X, A, Bk], PROGRAMS[name], sizes={k: (1, N)})
+    rng = np.random.default_rng(len(name))
+    n = 7
+    a, b = keys(rng, n, kind).astype(dtype), keys(rng, n, kind).astype(dtype)
+    x = rng.normal(size=(2, n, 3)).astype(dtype)
+    for kk in (1, 4, n):
+        got = run(prog, backend, x=x, a=a, b=b, k=kk)
+        want = generic(prog, x=x, a=a, b=b, k=kk)
+        np.testing.assert_allclose(got, want, **TOL[dtype])  # NaN where the evaluator has NaN
+    fast = {s for s in L.compile(prog, backend).plan(x=x, a=a, b=b, k=n).strategies.values()}
+    assert fast - {"generic", "constant"}, "no strategy was used"
+
+
+def test_variable_index_on_a_later_axis():
+    """x[:, i] over i lays out i's axis first, in the generic evaluator and in the plan."""
+    x = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4)
+    ci = L.index("i", C)
+    prog = L.program("columns", [X], L.stack_over(ci, X[:, ci]))
+    np.testing.assert_array_equal(generic(prog, x=x), x.transpose(0, 2, 1))
+    for backend in BACKENDS:
+        np.testing.assert_array_equal(run(prog, backend, x=x), x.transpose(0, 2, 1))
