@@ -36,7 +36,9 @@ class Backend:
     # the planned evaluator's kernels (see plan.py and strategies.py)
     zeros: Callable[[tuple[int, ...], Any], Any]
     einsum: Callable[..., Any]  # (spec, *operands)
+    bmm: Callable[[Any, Any], Any]  # [G, m, k] @ [G, k, n] -> [G, m, n]
     count_below: Callable[[Any, Any, bool], Any]  # (a [G, n], v [G, m], inclusive) -> #{a < v} or #{a <= v}, int64
+    inverse: Callable[[Any], Any]  # a permutation [G, n] -> its inverse
     ties_before: Callable[[Any], Any]  # u [G, n] -> #{j < i: u[g, j] == u[g, i]}, int64, by one stable sort
     rows: Callable[[Any, Any], Any]  # (Y [G, n, F], src [G, R] int) -> Y[g, src[g, r]], [G, R, F]
     scatter_rows: Callable[[Any, Any, int], Any]  # (Y [G, n, F], t [G, n] in [0, R]) -> sums by t, [G, R, F]
@@ -140,8 +142,10 @@ NUMPY = Backend(
     convert=_np_convert,
     zeros=lambda shape, dtype: np.zeros(shape, dtype),
     einsum=np.einsum,
+    bmm=np.matmul,
     count_below=_np_count_below,
     ties_before=_np_ties_before,
+    inverse=lambda order: _np_unpermute(order, np.broadcast_to(np.arange(order.shape[-1]), order.shape)),
     rows=lambda Y, src: Y[np.arange(src.shape[0])[:, None], src],
     scatter_rows=_np_scatter_rows,
     invert=_np_invert,
@@ -228,8 +232,11 @@ def _torch_backend() -> Backend:
         convert=convert,
         zeros=lambda shape, dtype: torch.zeros(shape, dtype=as_dtype(dtype)),
         einsum=torch.einsum,
+        bmm=torch.bmm,  # much less overhead than matmul's broadcasting for small operands
+
         count_below=count_below,
         ties_before=ties_before,
+        inverse=lambda o: torch.empty_like(o).scatter_(-1, o, torch.arange(o.shape[-1]).expand_as(o)),
         rows=rows,
         scatter_rows=scatter_rows,
         invert=invert,

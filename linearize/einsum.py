@@ -3,8 +3,8 @@
 `contraction(xp, terms, out, size)` returns f(*operands) computing `einsum(",".join(terms) + "->" + out)`.
 For two operands the letters are sorted, while planning, into batch (in both and the output), left (first
 operand and output), right (second operand and output) and contracted (both, not output) ones, and the call
-is transpose, reshape, `@`, reshape, transpose: a BLAS product for numpy (whose einsum does not use BLAS
-with batch letters) and no per-call parsing for torch. Other cases call the library's einsum.
+is transpose, reshape, one batched product (`bmm`), reshape, transpose: a BLAS product for numpy (whose einsum
+does not use BLAS with batch letters), and for torch no per-call parsing. Other cases call the library's einsum.
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> Ca
     bs = tuple(size[c] for c in batch)
     pa = _perm(xp, [ta.index(c) for c in batch + left + inner])
     pb = _perm(xp, [tb.index(c) for c in batch + inner + right])
-    shape_a, shape_b = (*bs, n[0], n[1]), (*bs, n[1], n[2])
+    g = math.prod(bs)
+    shape_a, shape_b = (g, n[0], n[1]), (g, n[1], n[2])
     mid = batch + left + right
     shape_out = (*bs, *(size[c] for c in left), *(size[c] for c in right))
     po = _perm(xp, [mid.index(c) for c in out])
 
     def run(a: Any, b: Any) -> Any:
-        return po((pa(a).reshape(shape_a) @ pb(b).reshape(shape_b)).reshape(shape_out))
+        return po(xp.bmm(pa(a).reshape(shape_a), pb(b).reshape(shape_b)).reshape(shape_out))
+
     return run

@@ -108,7 +108,7 @@ class Plan:
             vals[slot] = arrays[name]
         for fn, ins, out, dead in self._code:
             vals[out] = fn(*[vals[i] for i in ins])
-            if check and tuple(vals[out].shape) != self.metas[out].shape:
+            if check and vals[out] is not None and tuple(vals[out].shape) != self.metas[out].shape:
                 raise AssertionError(f"planned {self.metas[out].shape}, got {tuple(vals[out].shape)} at slot {out}")
             for d in dead:
                 vals[d] = None
@@ -131,6 +131,7 @@ class Planner:
         self._extents: dict[Sym, tuple[int, int]] = {}
         self._affines: dict[Affine, tuple[Any, tuple[Sym, ...]]] = {}
         self._values: dict[Node, int] = {}
+        self.orders: dict[int, int] = {}  # a stable rank's runtime slot -> the slot of the sort it inverts
         self._current: tuple[Node | None, str] = (None, "generic")
 
     # --- static facts at these sizes -----------------------------------------------------------------

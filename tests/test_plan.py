@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import linearize as L
-from linearize import strategies
+from linearize import counting, scatter
 from linearize.plan import Planner
 from linearize.reference import evit, evit_stable, topk, topk_stable
 
@@ -30,8 +30,8 @@ def linearized(name: str) -> L.Program:
 def kernels(request, monkeypatch):
     """"large" forces the kernels meant for large sizes (sorts, moved rows) onto the small test inputs."""
     if request.param == "large":
-        monkeypatch.setattr(strategies, "PAIRS_MAX", 0)
-        monkeypatch.setattr(strategies, "ONEHOT_MAX", 0)
+        monkeypatch.setattr(counting, "PAIRS_MAX", 0)
+        monkeypatch.setattr(scatter, "ONEHOT_MAX", 0)
     return request.param
 
 
@@ -90,9 +90,10 @@ def test_the_fast_path_is_taken_and_nothing_of_rank_x_token_x_channel_is_built()
     chosen = {L.printing.show(n): s for n, s in plan.strategies.items()}
     assert chosen["[sum<i < N>(delta(rank[i] - r) * x[i + 1]) for r in range(k)]"] == "scatter"
     assert chosen["sum<i < N>(heaviside(rank[i] - k + 1) * cls_attn[i] * x[i + 1])"] == "contract"
-    assert chosen["sum<j < N>(heaviside(cls_attn[j] - cls_attn[i]))"] == "count"
-    assert chosen["sum<j < i>(delta(cls_attn[j] - cls_attn[i]))"] == "count"
-    assert "sum<i < N>(delta(rank[i] - r) * x[i + 1])" not in chosen  # never planned on its own
+    assert chosen["num_greater[i] + sum<j < i>(delta(cls_attn[j] - cls_attn[i]))"] == "rank"  # one stable sort
+    for inner in ("sum<i < N>(delta(rank[i] - r) * x[i + 1])", "sum<j < N>(heaviside(cls_attn[j] - cls_attn[i]))",
+                  "sum<j < i>(delta(cls_attn[j] - cls_attn[i]))"):
+        assert inner not in chosen  # never planned on its own
     assert plan.largest <= B * (N + 1) * C < k * N * C  # no array beyond the size of x
     generic_plan = L.compile(linearized("evit"), "numpy", fast=False).plan(x=x, attn=attn, k=k)
     assert generic_plan.largest >= B * k * N * C  # what the fast path avoids
@@ -125,6 +126,12 @@ X, A, Bk = L.tensor("x", N, C), L.tensor("a", N), L.tensor("b", N)
 i, j, r = L.index("i", N), L.index("j", N), L.index("r", k)
 below = L.index("j", i)
 big = L.define("big", i, A[i] * 1e30)  # overflows float32 to inf where |a| > ~3.4e8
+num_greater = L.define("num_greater", i, L.sum_over(j, L.heaviside(A[j] - A[i])))
+rank = L.define("rank", i, num_greater[i] + L.sum_over(below, L.delta(A[below] - A[i])))
+rank_up = L.define("rank_ascending", i, L.sum_over(below, L.delta(A[i] - A[below]))
+                   + L.sum_over(j, L.heaviside(A[i] - A[j])))
+big_rank = L.define("big_rank", i, L.sum_over(j, L.heaviside(big[j] - big[i]))
+                    + L.sum_over(below, L.delta(big[below] - big[i])))
 PROGRAMS = {
     "count-two-keys": L.stack_over(i, (L.sum_over(j, L.heaviside(A[j] - Bk[i]))
                                        + 2.0 * L.sum_over(j, L.heaviside(Bk[i] - A[j]))
@@ -142,6 +149,11 @@ PROGRAMS = {
 
     "contract-ragged": L.stack_over(i, L.sum_over(below, A[below] * Bk[i] * X[below])),
     "compare": L.stack_over(i, L.heaviside(A[i] - Bk[i]) * X[i] + L.delta(big[i] - big[0]) * X[i]),
+    "rank-scatter": L.stack_over(r, L.sum_over(i, L.delta(rank[i] - r) * X[i])),
+    "rank-ascending": L.stack_over(r, L.sum_over(i, L.delta(rank_up[i] - r) * Bk[i] * X[i])),
+    "rank-and-counts": L.stack_over(i, (rank[i] + 2.0 * num_greater[i]) * X[i]),
+    "rank-overflow": L.stack_over(r, L.sum_over(i, L.delta(big_rank[i] - r) * big[i] * X[i])),
+
 }
 
 
