@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--runs", type=int, default=9, help="interleaved rounds; the median is reported (default 9)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), help="which sizes to run")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, float32, keep rate {KEEP}, median of {args.runs} interleaved rounds")
     results: dict[str, Any] = {"threads": args.threads, "runs": args.runs, "cpu": cpu_model(), "configs": {}}
-    for config in CONFIGS:
+    for config in args.configs:
         b, n, c, h = CONFIGS[config]
         strategies = check(config)
         x, attn, k = inputs(config)

@@ -38,7 +38,7 @@ class Backend:
     einsum: Callable[..., Any]  # (spec, *operands)
     bmm: Callable[[Any, Any], Any]  # [G, m, k] @ [G, k, n] -> [G, m, n]
     count_below: Callable[[Any, Any, bool], Any]  # (a [G, n], v [G, m], inclusive) -> #{a < v} or #{a <= v}, int64
-    inverse: Callable[[Any], Any]  # a permutation [G, n] -> its inverse
+    unpermute: Callable[[Any, Any], Any]  # (order [G, n], values [G, n]) -> out[g, order[g, p]] = values[g, p]
     ties_before: Callable[[Any], Any]  # u [G, n] -> #{j < i: u[g, j] == u[g, i]}, int64, by one stable sort
     rows: Callable[[Any, Any], Any]  # (Y [G, n, F], src [G, R] int) -> Y[g, src[g, r]], [G, R, F]
     scatter_rows: Callable[[Any, Any, int], Any]  # (Y [G, n, F], t [G, n] in [0, R]) -> sums by t, [G, R, F]
@@ -145,7 +145,7 @@ NUMPY = Backend(
     bmm=np.matmul,
     count_below=_np_count_below,
     ties_before=_np_ties_before,
-    inverse=lambda order: _np_unpermute(order, np.broadcast_to(np.arange(order.shape[-1]), order.shape)),
+    unpermute=_np_unpermute,
     rows=lambda Y, src: Y[np.arange(src.shape[0])[:, None], src],
     scatter_rows=_np_scatter_rows,
     invert=_np_invert,
@@ -189,9 +189,12 @@ def _torch_backend() -> Backend:
         """Y[g, src[g, r]] as one index_select over Y's rows in memory (x[:, 1:] is not copied first)."""
         G, n, F = Y.shape
         R = src.shape[1]
+        if G == 1:
+            return Y.index_select(1, src[0])
         sg, si, sf = Y.stride()
         if sf == 1 or F == 1:
-            if G == 1 or sg == 0:
+            if sg == 0:
+
                 return Y[0].index_select(0, src.reshape(-1)).view(G, R, F)
             if si > 0 and sg % si == 0:
                 step = sg // si
@@ -218,7 +221,7 @@ def _torch_backend() -> Backend:
         arange=lambda lo, hi: torch.arange(lo, hi, dtype=torch.int64),
         to_dtype=lambda a, dtype: a.to(as_dtype(dtype)),
         sum=lambda a, axis: a.sum(dim=axis),
-        mean=lambda a, axis: a.mean(dim=axis),
+        mean=lambda a, axis: a.sum(dim=axis).div_(a.shape[axis]),  # what mean does (sum, then divide)
         where=lambda m, a, b: torch.where(m, a, torch.as_tensor(b, dtype=a.dtype)),
         concat=lambda parts, axis: torch.cat(parts, dim=axis),
         moveaxis=torch.movedim,
@@ -236,7 +239,7 @@ def _torch_backend() -> Backend:
 
         count_below=count_below,
         ties_before=ties_before,
-        inverse=lambda o: torch.empty_like(o).scatter_(-1, o, torch.arange(o.shape[-1]).expand_as(o)),
+        unpermute=lambda o, values: torch.empty_like(values).scatter_(-1, o, values),
         rows=rows,
         scatter_rows=scatter_rows,
         invert=invert,

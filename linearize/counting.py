@@ -148,8 +148,10 @@ def _build_rank(P: Planner, key: Node, i: Sym, descending: bool) -> int:
         return ((uj > ui) if descending else (ui > uj)).sum(2, dtype=dtype) + \
             (((uj - ui) == 0) & lower).sum(2, dtype=dtype)
 
+    positions = xp.broadcast_to(xp.to_dtype(ar, dtype).reshape(1, n), (mu.batch, n))
     order = P.emit(sort, [su], Meta((), (), (n,), mu.batch, "int", True))
-    rank = P.emit(lambda u, o: every_pair(u) if o is None else xp.to_dtype(xp.inverse(o), dtype), [su, order],
+    rank = P.emit(lambda u, o: every_pair(u) if o is None else xp.unpermute(o, positions), [su, order],
                   Meta((i,), (n,), (), mu.batch, "float", True))
+
     P.orders[P.home[rank]] = order
     return rank

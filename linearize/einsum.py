@@ -43,8 +43,14 @@ def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> Ca
     mid = batch + left + right
     shape_out = (*bs, *(size[c] for c in left), *(size[c] for c in right))
     po = _perm(xp, [mid.index(c) for c in out])
+    ra = _reshape(tuple(size[c] for c in batch + left + inner), shape_a)
+    rb = _reshape(tuple(size[c] for c in batch + inner + right), shape_b)
+    ro = _reshape((g, n[0], n[2]), shape_out)
 
     def run(a: Any, b: Any) -> Any:
-        return po(xp.bmm(pa(a).reshape(shape_a), pb(b).reshape(shape_b)).reshape(shape_out))
-
+        return po(ro(xp.bmm(ra(pa(a)), rb(pb(b)))))
     return run
+
+
+def _reshape(shape: tuple[int, ...], target: tuple[int, ...]) -> Callable[[Any], Any]:
+    return (lambda a: a) if shape == target else (lambda a: a.reshape(target))

@@ -115,8 +115,11 @@ def _index(P: Planner, n: Node) -> int:
         meta = Meta(axes, tuple(P.size(a) for a in axes), own, mx.batch, mx.kind, mx.finite)
         if key == slice(0, dim) and perm is None:  # every row, in order: the same array
             return P.alias(xs, meta)
-        take = (lambda x: x[head + (key,)])
-        return P.emit(chain(take, perm), [xs], meta)
+        if perm is None and not isinstance(key, slice | int):
+            return P.emit(lambda x: x[head + (key,)], [xs], meta)
+        if perm is None:
+            return view(P, xs, head + (key,), meta)
+        return P.emit(chain(lambda x: x[head + (key,)], perm), [xs], meta)
     # x itself depends on a variable of the index: align both, then take along the axis
     moved = Meta(mx.axes, mx.dims, own + (dim,), mx.batch, mx.kind)
     ix = Meta(iaxes, idims, (1,), 1, "int")
@@ -136,9 +139,32 @@ def _slice(P: Planner, n: Node) -> int:
     if not 0 <= a <= b <= mx.shape[pos]:
         from .printing import show
         raise InputError(f"slice {a}:{b} out of range for an axis of size {mx.shape[pos]} in `{show(n)}`")
-    key = (slice(None),) * pos + (slice(a, b),)
     own = mx.own[:axis] + (b - a,) + mx.own[axis + 1:]
-    return P.emit(lambda x: x[key], [xs], replace(mx, own=own))
+    return view(P, xs, (slice(None),) * pos + (slice(a, b),), replace(mx, own=own))
+
+
+def _compose(k1: tuple, k2: tuple) -> tuple:
+    """The basic-indexing key (ints and unit-step slices) equal to applying k1, then k2."""
+    out = list(k1)
+    kept = [p for p, e in enumerate(k1) if isinstance(e, slice)]  # where each dim of x[k1] comes from
+    for d, e in enumerate(k2):
+        p = kept[d] if d < len(kept) else len(k1) + d - len(kept)
+        out += [slice(None)] * (p + 1 - len(out))
+        start = out[p].start or 0
+        out[p] = start + e if isinstance(e, int) else \
+            slice(start + (e.start or 0), out[p].stop if e.stop is None else start + e.stop)
+    return tuple(out)
+
+
+def view(P: Planner, xs: int, key: tuple, meta: Meta) -> int:
+    """x[key] for a key of ints and slices; a view of a view is taken from the first array in one step."""
+    src, first = P.views.get(P.home[xs], (xs, None))
+    if first is not None:
+        key = _compose(first, key)
+    s = P.emit(lambda x: x[key], [src], meta)
+    P.views[P.home[s]] = (src, key)
+    return s
+
 
 
 def _cat(P: Planner, n: Node) -> int:

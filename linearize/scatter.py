@@ -62,7 +62,8 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
     meta = Meta((), (), (Rn, *my.own), G, "float", False)
 
     def widen_y(y: Any) -> Any:
-        return y.reshape(y_shape) if y_shape == (G, ni, F) else xp.broadcast_to(y.reshape(y_shape), (G, ni, F))
+        y = y if my.shape == y_shape else y.reshape(y_shape)
+        return y if y_shape == (G, ni, F) else xp.broadcast_to(y, (G, ni, F))
 
     def general(e: Any, y: Any) -> Any:
         e, y = xp.broadcast_to(e.reshape(e_shape), (G, ni)), widen_y(y)
@@ -92,7 +93,8 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
         def permutation(e: Any, y: Any, o: Any) -> Any:  # row r is the row of rank r: o[r]
             if o is None or (not my.finite and not xp.isfinite_all(y)):
                 return general(e, y)
-            return xp.rows(widen_y(y), o[:, lo:hi]).reshape(shape)
+            out = xp.rows(widen_y(y), o[:, lo:hi])
+            return out if len(shape) == 3 else out.reshape(shape)
         return P.emit(permutation, [se, sy, order], meta)
     if G * Rn * ni * F <= ONEHOT_MAX:  # small: the (r, i) delta matrix times Y, as the evaluator sums it
         P.note(G * Rn * ni)
