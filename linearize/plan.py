@@ -32,7 +32,7 @@ class Meta:
     dims: tuple[int, ...]
     own: tuple[int, ...]
     batch: int
-    kind: str = "float"  # "float", or "int" for indices
+    kind: str = "float"  # "float", "int" for indices, "bool" for comparisons
     finite: bool = False  # no inf or NaN, for certain (inputs are checked; sums and products may overflow)
 
     @property
@@ -151,6 +151,7 @@ class Planner:
         self._values: dict[Node, int] = {}
         self.orders: dict[int, int] = {}  # a stable rank's runtime slot -> the slot of the sort it inverts
         self.views: dict[int, tuple[int, tuple]] = {}  # a view's runtime slot -> (the array it views, the key)
+        self.flags: dict[int, int] = {}  # a 0/1 float slot -> the boolean slot it was converted from
         self._current: tuple[Node | None, str] = (None, "generic")
 
     # --- static facts at these sizes -----------------------------------------------------------------

@@ -75,6 +75,11 @@ def _unary(P: Planner, n: Node) -> int:
 
 def _binary(P: Planner, n: Node) -> int:
     ins = [P.value(s) for s in n.src]
+    a, b = ins
+    if n.op is Op.MUL and P.home[a] in P.flags and P.metas[b].kind == "float":  # bool * x is the 0/1 float * x
+        ins = [P.flags[P.home[a]], b]
+    elif n.op is Op.MUL and P.home[b] in P.flags and P.metas[a].kind == "float":
+        ins = [a, P.flags[P.home[b]]]
     shapes, meta = broadcast(P, [P.metas[i] for i in ins])
     meta = replace(meta, finite=False)  # may overflow
     op = P.xp.ops[n.op]

@@ -43,13 +43,16 @@ def compare(P: Planner, n: Node) -> Choice | None:
         fa, fb = (chain(reshaper(m.shape, sh)) for m, sh in zip(metas, shapes))
         xp, dtype = P.xp, P.dtype
         if n.op is Op.HEAVISIDE:  # a - b > 0 exactly when a > b, also for inf and NaN
-            return P.emit(lambda a, b: xp.to_dtype(fa(a) > fb(b), dtype), ins,
-                          Meta(meta.axes, meta.dims, meta.own, meta.batch, "float", True))
-        if meta.finite:
-            fn = lambda a, b: xp.to_dtype(fa(a) == fb(b), dtype)
+            fn = lambda a, b: fa(a) > fb(b)
+        elif meta.finite:
+            fn = lambda a, b: fa(a) == fb(b)
         else:  # inf - inf is NaN, not 0
-            fn = lambda a, b: xp.to_dtype((fa(a) == fb(b)) & is_finite(fa(a)), dtype)
-        return P.emit(fn, ins, Meta(meta.axes, meta.dims, meta.own, meta.batch, "float", True))
+            fn = lambda a, b: (fa(a) == fb(b)) & is_finite(fa(a))
+        flags = P.emit(fn, ins, Meta(meta.axes, meta.dims, meta.own, meta.batch, "bool", True))
+        out = P.emit(lambda f: xp.to_dtype(f, dtype), [flags], Meta(meta.axes, meta.dims, meta.own, meta.batch,
+                                                                   "float", True))
+        P.flags[P.home[out]] = flags  # a product may use the flags as they are (False * x is 0 * x)
+        return out
     return list(ab), build
 
 
