@@ -2,7 +2,7 @@
 
 Each builder reads its operands' layouts (`Meta`), works out every reshape, permutation, index array and
 mask while planning, and emits a step that only calls array operations. The values are those of
-`evaluate.Evaluation`: elementwise ops broadcast over the union of the operands' index axes, a sum whose
+`generic.Evaluation`: elementwise ops broadcast over the union of the operands' index axes, a sum whose
 range depends on an outer variable is summed over the widest range and masked.
 """
 

@@ -7,13 +7,20 @@ equality (`a - b` is 0 exactly when `a == b`, for finite floats), ties count as 
 and a runtime guard falls back to an exact formula where an overflowed (inf or NaN) value would behave
 differently. Only the order of floating-point additions may differ.
 
-- scatter:  `[sum<i>(delta(E[i] - r) * Y[i]) for r in range(lo, hi)]` moves row Y[i] to position E[i] - lo
-            (a gather of rows when no two land together, as for ranks; a scatter-add when they collide).
+- scatter:  `[sum<i>(delta(E[i] - r) * Y[i]) for r in range(lo, hi)]` moves row Y[i] to position E[i] - lo:
+            the sorted order's rows when E is a stable rank (below), else a gather of rows when no two land
+            together and a scatter-add when they collide; a one-hot product when small (scatter.py).
+- rank:     `num_greater[i] + sum<j < i>(delta(key[j] - key[i]))` is i's position in a stable sort of key:
+            one sort and its inverse (counting.py).
 - count:    `sum<j < n>(heaviside(A[j] - B[i]))` (or `B[i] - A[j]`, or `delta`) counts by sorting A and
             binary search, not with an (i, j) matrix; `sum<j < i>(delta(u[j] - u[i]))` is i's position in a
-            stable sort of u minus the first position of its value.
-- contract: `sum<v>(f1 * f2 * ...)` is an einsum of the largest factor and the product of the others.
-- compare:  `heaviside(a - b)` is `a > b` and `delta(a - b)` is `a == b` (finite), without the difference.
+            stable sort of u minus the first position of its value; every pair when small (counting.py).
+- contract: `sum<v>(f1 * f2 * ...)` is one batched matrix product of the largest factor and the product of
+            the others (einsum.py).
+- compare:  `heaviside(a - b)` is `a > b` and `delta(a - b)` is `a == b` (finite), without the difference;
+            a product takes the comparison's booleans as they are.
+
+The generic steps (planops.py) take every node no strategy takes.
 """
 
 from __future__ import annotations
