@@ -86,8 +86,9 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
         return out.reshape(shape)
 
     order = P.orders.get(P.home[se])  # E is a stable rank, planned with the sort that inverts it
-    if order is not None and s == 1 and R == Affine() and me.axes and ni == P.metas[order].own[0] and \
-            0 <= lo and hi <= ni:
+    sorted_as = P.metas[order] if order is not None else None
+    if sorted_as is not None and s == 1 and R == Affine() and me.axes and sorted_as.shape == (G, ni) and \
+            0 <= lo <= hi <= ni:
         P.note(G * Rn)
 
         def permutation(e: Any, y: Any, o: Any) -> Any:  # row r is the row of rank r: o[r]

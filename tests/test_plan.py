@@ -191,3 +191,16 @@ def test_variable_index_on_a_later_axis():
     np.testing.assert_array_equal(generic(prog, x=x), x.transpose(0, 2, 1))
     for backend in BACKENDS:
         np.testing.assert_array_equal(run(prog, backend, x=x), x.transpose(0, 2, 1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_rank_known_while_planning_scatters_batched_rows(backend):
+    """A key that does not depend on the inputs is ranked once, while planning; its rows still come per batch."""
+    key = L.define("key", i, L.heaviside(i - 2) * 1.0)  # 0, 0, 0, 1, 1, ...: ties and a constant order
+    greater = L.define("greater", i, L.sum_over(j, L.heaviside(key[j] - key[i])))
+    ranked = L.define("ranked", i, greater[i] + L.sum_over(below, L.delta(key[below] - key[i])))
+    prog = L.program("constant-key", [X], L.stack_over(r, L.sum_over(i, L.delta(ranked[i] - r) * X[i])),
+                     sizes={k: (1, N)})
+    x = np.random.default_rng(3).normal(size=(3, 6, 2))
+    np.testing.assert_array_equal(run(prog, backend, x=x, k=4), generic(prog, x=x, k=4))
+    np.testing.assert_array_equal(run(prog, backend, x=x, k=4), x[:, [3, 4, 5, 0]])
