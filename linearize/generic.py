@@ -32,8 +32,39 @@ class Val:
         return self.data.ndim - 1 - len(self.axes)
 
 
-def _sorted(axes: set[Sym] | frozenset[Sym]) -> tuple[Sym, ...]:
-    return tuple(sorted(axes, key=Sym.sort_key))
+def sort_axes(axes: Any) -> tuple[Sym, ...]:
+    """Index variables in the order their axes are laid out."""
+    return tuple(sorted(set(axes), key=Sym.sort_key))
+
+
+# --- index expressions at concrete sizes, shared with the planner (plan.py) --------------------------------
+def widest_range(v: Sym, env: Mapping[Sym, int]) -> tuple[int, int]:
+    """The widest [lo, hi) a variable takes over its outer variables' ranges."""
+    lo = bound(v.lo, upper=False).value(env)
+    hi = bound(v.hi, upper=True).value(env)
+    return lo, max(lo, hi)
+
+
+def affine_array(xp: Backend, env: Mapping[Sym, int], a: Affine,
+                 extent: Callable[[Sym], tuple[int, int]]) -> tuple[Any, tuple[Sym, ...]]:
+    """An index expression as an int64 array of shape (1, *one axis per variable), and those variables."""
+    axes = sort_axes(a.vars)
+    out: Any = xp.asarray(a.const + sum(c * env[s] for s, c in a.terms if s.kind == "size"),
+                          xp.int_dtype).reshape((1,) + (1,) * len(axes))
+    for pos, v in enumerate(axes):
+        lo, hi = extent(v)
+        shape = [1] * (1 + len(axes))
+        shape[1 + pos] = hi - lo
+        out = out + xp.arange(lo, hi).reshape(tuple(shape)) * a.coeff(v)
+    return out, axes
+
+
+def check_index_range(env: Mapping[Sym, int], e: Affine, n: int, where: Node) -> None:
+    """An InputError unless every value of e lies in [0, n)."""
+    lo, hi = bound(e, upper=False).value(env), bound(e, upper=True).value(env)
+    if lo < 0 or hi >= n:
+        sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(env.items(), key=lambda t: t[0].name))
+        raise InputError(f"index {e} takes values {lo}..{hi}, outside [0, {n}), in `{show(where)}` ({sizes})")
 
 
 class Evaluation:
@@ -48,26 +79,16 @@ class Evaluation:
     def extent(self, v: Sym) -> tuple[int, int]:
         """The widest [lo, hi) a variable takes over its outer variables' ranges."""
         if v not in self.extents:
-            lo = bound(v.lo, upper=False).value(self.env)
-            hi = bound(v.hi, upper=True).value(self.env)
-            self.extents[v] = (lo, max(lo, hi))
+            self.extents[v] = widest_range(v, self.env)
         return self.extents[v]
 
     def affine(self, a: Affine) -> Val:
         """An index expression as an int64 array over its variables' axes."""
-        axes = _sorted(a.vars)
-        out: Any = self.xp.asarray(a.const + sum(c * self.env[s] for s, c in a.terms if s.kind == "size"),
-                                   self.xp.int_dtype).reshape((1,) + (1,) * len(axes))
-        for pos, v in enumerate(axes):
-            lo, hi = self.extent(v)
-            shape = [1] * (1 + len(axes))
-            shape[1 + pos] = hi - lo
-            out = out + self.xp.arange(lo, hi).reshape(tuple(shape)) * a.coeff(v)
-        return Val(out, axes)
+        return Val(*affine_array(self.xp, self.env, a, self.extent))
 
     def align(self, vals: list[Val], full: bool = False) -> tuple[list[Any], tuple[Sym, ...]]:
         """Insert singleton axes so the values broadcast; full=True also expands them."""
-        axes = _sorted(set().union(*(v.axes for v in vals)))
+        axes = sort_axes(set().union(*(v.axes for v in vals)))
         rank = max(v.own_rank for v in vals)
         out = []
         for v in vals:
@@ -85,10 +106,7 @@ class Evaluation:
         return hi - lo
 
     def check_range(self, e: Affine, n: int, where: Node) -> None:
-        lo, hi = bound(e, upper=False).value(self.env), bound(e, upper=True).value(self.env)
-        if lo < 0 or hi >= n:
-            sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(self.env.items(), key=lambda t: t[0].name))
-            raise InputError(f"index {e} takes values {lo}..{hi}, outside [0, {n}), in `{show(where)}` ({sizes})")
+        check_index_range(self.env, e, n, where)
 
     # --- the ops -----------------------------------------------------------------------------
     def run(self, root: Node) -> Any:
@@ -134,7 +152,7 @@ class Evaluation:
                 rest = list(range(1 + len(axes), data.ndim))
                 data = data.permute(0, *(1 + i for i in order), *rest) if hasattr(data, "permute") else \
                     data.transpose(0, *(1 + i for i in order), *rest)
-            return Val(data, _sorted(set(axes)))
+            return Val(data, sort_axes(set(axes)))
         # x itself depends on a variable of the index: align both, then take along the axis
         moved = Val(self.xp.moveaxis(x.data, pos, -1), x.axes)
         (xd, ix), axes = self.align([moved, Val(flat.reshape((1, *flat.shape, 1)), idx.axes)])
@@ -146,7 +164,7 @@ class Evaluation:
         lo, hi = self.extent(v)
         if v not in body.axes:  # the body does not use v: give it the axis
             shape = (body.data.shape[0], *(self.size(a) for a in body.axes), *body.data.shape[1 + len(body.axes):])
-            axes = _sorted(set(body.axes) | {v})
+            axes = sort_axes(set(body.axes) | {v})
             pos = axes.index(v)
             data = body.data.reshape(shape[:1 + pos] + (1,) + shape[1 + pos:])
             full = data.shape[:1 + pos] + (hi - lo,) + data.shape[2 + pos:]

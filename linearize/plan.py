@@ -19,9 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .backends import Backend
-from .ir import Affine, Node, Op, Sym, bound
-from .printing import show
-from .program import InputError
+from .generic import affine_array, check_index_range, sort_axes, widest_range
+from .ir import Affine, Node, Op, Sym
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,6 @@ class Step:
 Choice = tuple[list[Node], Callable[["Planner"], int]]
 
 
-def sort_axes(axes: Any) -> tuple[Sym, ...]:
-    return tuple(sorted(set(axes), key=Sym.sort_key))
 
 
 def reshaper(shape: tuple[int, ...], target: tuple[int, ...]) -> Callable[[Any], Any] | None:
@@ -158,9 +155,7 @@ class Planner:
     def extent(self, v: Sym) -> tuple[int, int]:
         """The widest [lo, hi) a variable takes over its outer variables' ranges."""
         if v not in self._extents:
-            lo = bound(v.lo, upper=False).value(self.env)
-            hi = bound(v.hi, upper=True).value(self.env)
-            self._extents[v] = (lo, max(lo, hi))
+            self._extents[v] = widest_range(v, self.env)
         return self._extents[v]
 
     def size(self, v: Sym) -> int:
@@ -178,22 +173,11 @@ class Planner:
     def affine(self, a: Affine) -> tuple[Any, tuple[Sym, ...]]:
         """An index expression as an int64 array (1, *one axis per variable), computed once."""
         if a not in self._affines:
-            axes = sort_axes(a.vars)
-            out: Any = self.xp.asarray(a.const + sum(c * self.env[s] for s, c in a.terms if s.kind == "size"),
-                                       self.xp.int_dtype).reshape((1,) + (1,) * len(axes))
-            for pos, v in enumerate(axes):
-                lo, hi = self.extent(v)
-                shape = [1] * (1 + len(axes))
-                shape[1 + pos] = hi - lo
-                out = out + self.xp.arange(lo, hi).reshape(tuple(shape)) * a.coeff(v)
-            self._affines[a] = (out, axes)
+            self._affines[a] = affine_array(self.xp, self.env, a, self.extent)
         return self._affines[a]
 
     def check_range(self, e: Affine, n: int, where: Node) -> None:
-        lo, hi = bound(e, upper=False).value(self.env), bound(e, upper=True).value(self.env)
-        if lo < 0 or hi >= n:
-            sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(self.env.items(), key=lambda t: t[0].name))
-            raise InputError(f"index {e} takes values {lo}..{hi}, outside [0, {n}), in `{show(where)}` ({sizes})")
+        check_index_range(self.env, e, n, where)
 
     # --- slots and steps -------------------------------------------------------------------------------
     def new(self, meta: Meta) -> int:
