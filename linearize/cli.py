@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("linearize: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`linearize ... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # a bug, not bad input: still one line unless asked for the traceback
         if os.environ.get("LINEARIZE_DEBUG"):
             raise

@@ -181,12 +181,13 @@ def _size_syms(n: Node) -> set[Sym]:
 def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
             early_returns: list[tuple[Any, Any, Node]] | None = None,
-            features: tuple[str, ...] = ("x",), doc: str = "") -> Program:
-    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`."""
+            features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None) -> Program:
+    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
+    meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to."""
     cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi))
                  for s, (lo, hi) in (sizes or {}).items())
     early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
-    return Program(name, tuple(inputs), output, cons, early, features, doc)
+    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}))
 
 
 def keep_rate_to_k(keep_rate: float, n: int) -> int:

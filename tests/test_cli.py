@@ -3,6 +3,7 @@ bad input: exit status 2, exactly one line on stderr starting `linearize: error:
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -33,6 +34,35 @@ def test_list_and_show_import_neither_torch_nor_sympy(argv):
             "[m for m in ('torch', 'sympy') if m in sys.modules]")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
+
+
+USER_PROGRAM = """
+from linearize import cat, gather, mean, program, sizes, tensor, topk
+
+
+def my_topk():
+    N, C, H, k = sizes("N C H k")
+    x, attn = tensor("x", N + 1, C), tensor("attn", H, N + 1, N + 1)
+    score = mean(attn[:, 0, 1:], axis=0)
+    return program("my_topk", [x, attn], cat(x[0:1], gather(x[1:], topk(score, k))),
+                   sizes={k: (1, N)}, early_returns=[(k, N, x)], meta={"reference": "topk"})
+"""
+
+
+def test_a_users_program_in_the_current_directory(tmp_path):
+    # the installed console script, whose sys.path does not hold the current directory by itself
+    (tmp_path / "mytopk.py").write_text(USER_PROGRAM)
+    script = shutil.which("linearize")
+    assert script, "the linearize console script is not installed"
+    res = subprocess.run([script, "check", "mytopk:my_topk", "--examples", "20"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert res.returncode == 0 and "my_topk: ok" in res.stdout and "reference (topk)" in res.stdout, res.stderr
+
+
+def test_a_closed_pipe_is_not_an_error():
+    res = subprocess.run(f"{sys.executable} -m linearize derive evit | head -c 1", shell=True, capture_output=True,
+                         text=True, timeout=300)
+    assert res.stderr == "", res.stderr
 
 
 def test_show(capsys):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 
 from ..program import Program
@@ -42,6 +44,8 @@ def get(name: str) -> Program:
     else:
         raise UnknownProgram(f"unknown program {name!r}; built-in programs: {', '.join(BUILTIN)} "
                              "(or name your own as module:attr)")
+    if name not in BUILTIN and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a user's module in the current directory, as `python -m` would find it
     try:
         obj: Program | Callable[[], Program] = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as e:

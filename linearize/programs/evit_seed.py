@@ -19,8 +19,6 @@ largest), an unweighted sum of the tokens scoring above it, ranks with no tie-br
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..build import cat, define, delta, heaviside, index, mean, sizes, stack_over, sum_over, tensor
 from ..program import Program, program
 
@@ -35,8 +33,8 @@ def evit_seed() -> Program:
     extra_token = sum_over(i, heaviside(scores[i] - scores[k]) * X_non_cls[i])  # [C]
     num_greater = define("num_greater", i, sum_over(j, heaviside(scores[j] - scores[i])))  # kth_largest's
     X_new = stack_over(r, sum_over(i, delta(num_greater[i] - r) * X_non_cls[i]))  # [N, C] sort_by_key
-    p = program(
+    return program(
         "evit-seed", [X, attn], cat(X[0:1], X_new[:k], extra_token[None]), sizes={k: (1, N)},
         doc="The seed's hand-written heaviside linearization of EViT, transcribed as written (not corrected).",
+        meta={"reference": "evit"},
     )
-    return replace(p, meta={"reference": "evit"})
