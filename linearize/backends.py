@@ -21,7 +21,7 @@ class Backend:
     arange: Callable[[int, int], Any]  # int64
     to_dtype: Callable[[Any, Any], Any]
     sum: Callable[[Any, int], Any]
-    mean: Callable[[Any, int], Any]
+    mean: Callable[..., Any]  # (a, axis, divisor=None) -> the mean along axis; a divisor only for float32/64
     where: Callable[[Any, Any, Any], Any]
     concat: Callable[[list[Any], int], Any]
     moveaxis: Callable[[Any, int, int], Any]
@@ -128,7 +128,7 @@ NUMPY = Backend(
     arange=lambda lo, hi: np.arange(lo, hi, dtype=np.int64),
     to_dtype=lambda a, dtype: a.astype(dtype, copy=False),
     sum=lambda a, axis: a.sum(axis=axis),
-    mean=lambda a, axis: np.add.reduce(a, axis) / a.shape[axis],  # what a.mean does, without its overhead
+    mean=lambda a, axis, d=None: a.mean(axis) if d is None else np.add.reduce(a, axis) / d,  # see torch's
     where=np.where,
     concat=lambda parts, axis: np.concatenate(parts, axis=axis),
     moveaxis=np.moveaxis,
@@ -221,7 +221,8 @@ def _torch_backend() -> Backend:
         arange=lambda lo, hi: torch.arange(lo, hi, dtype=torch.int64),
         to_dtype=lambda a, dtype: a.to(as_dtype(dtype)),
         sum=lambda a, axis: a.sum(dim=axis),
-        mean=lambda a, axis: a.sum(dim=axis).div_(a.shape[axis]),  # what mean does (sum, then divide)
+        # for float32/64 (and a divisor prepared as a 0-dim tensor, not converted per call) mean is this
+        mean=lambda a, axis, d=None: a.mean(dim=axis) if d is None else a.sum(dim=axis).div_(d),
         where=lambda m, a, b: torch.where(m, a, torch.as_tensor(b, dtype=a.dtype)),
         concat=lambda parts, axis: torch.cat(parts, dim=axis),
         moveaxis=torch.movedim,

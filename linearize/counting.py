@@ -141,7 +141,7 @@ def _build_rank(P: Planner, key: Node, i: Sym, descending: bool) -> int:
     P.note(mu.batch * n * n if mu.batch * n * n <= PAIRS_MAX else mu.batch * n * 2)
 
     def sort(u: Any) -> Any:  # None when a key is inf or NaN: those are not ordered as the evaluator counts
-        return xp.argsort(u, descending) if mu.finite or finite(xp, u) else None
+        return xp.argsort(u, descending) if mu.finite or xp.isfinite_all(u) else None
 
     def every_pair(u: Any) -> Any:  # exactly the evaluator's two counts
         uj, ui = u.reshape(-1, 1, n), u.reshape(-1, n, 1)

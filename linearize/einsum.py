@@ -1,6 +1,7 @@
 """Contractions planned once: an einsum of two operands becomes one batched matrix product.
 
-`contraction(xp, terms, out, size)` returns f(*operands) computing `einsum(",".join(terms) + "->" + out)`.
+`contraction(xp, terms, out, size)` returns f(*operands) computing `einsum(",".join(terms) + "->" + out)`, and
+(inner, shape) when f(a, b) is inner(a, b), of that shape, reshaped (for `Planner.emit`'s `tail`), else None.
 For two operands the letters are sorted, while planning, into batch (in both and the output), left (first
 operand and output), right (second operand and output) and contracted (both, not output) ones, and the call
 is transpose, reshape, one batched product (`bmm`), reshape, transpose: a BLAS product for numpy (whose einsum
@@ -14,22 +15,34 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _perm(xp: Any, order: list[int]) -> Callable[[Any], Any]:
+def _perm(xp: Any, order: list[int]) -> Callable[[Any], Any] | None:
     if order == sorted(order):
-        return lambda a: a
+        return None
     if xp.name == "torch":
         return lambda a: a.permute(*order)
     return lambda a: a.transpose(order)
 
 
-def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> Callable[..., Any]:
+def _then(*fns: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """The composition of the functions given (first applied first), None if there are none."""
+    live = [f for f in fns if f is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+    first, rest = live[0], _then(*live[1:])
+    return lambda a: rest(first(a))
+
+
+Tail = tuple[Callable[..., Any], tuple[int, ...]] | None
+
+
+def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> tuple[Callable[..., Any], Tail]:
     spec = ",".join(terms) + "->" + out
     if len(terms) != 2:
-        return lambda *ops: xp.einsum(spec, *ops)
+        return (lambda *ops: xp.einsum(spec, *ops)), None
     ta, tb = terms
     alone = [c for c in ta if c not in tb and c not in out] + [c for c in tb if c not in ta and c not in out]
     if alone or len(set(ta)) != len(ta) or len(set(tb)) != len(tb):  # summed in one operand only, or repeated
-        return lambda *ops: xp.einsum(spec, *ops)
+        return (lambda *ops: xp.einsum(spec, *ops)), None
     batch = [c for c in out if c in ta and c in tb]
     left = [c for c in out if c in ta and c not in tb]
     right = [c for c in out if c in tb and c not in ta]
@@ -43,14 +56,17 @@ def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> Ca
     mid = batch + left + right
     shape_out = (*bs, *(size[c] for c in left), *(size[c] for c in right))
     po = _perm(xp, [mid.index(c) for c in out])
-    ra = _reshape(tuple(size[c] for c in batch + left + inner), shape_a)
-    rb = _reshape(tuple(size[c] for c in batch + inner + right), shape_b)
-    ro = _reshape((g, n[0], n[2]), shape_out)
+    fa = _then(pa, _reshape(tuple(size[c] for c in batch + left + inner), shape_a))
+    fb = _then(pb, _reshape(tuple(size[c] for c in batch + inner + right), shape_b))
+    fo = _then(_reshape((g, n[0], n[2]), shape_out), po)
+    bmm = xp.bmm
+    if fa is not None or fb is not None:  # the least Python per call: it shows at small sizes
+        fa, fb = fa or (lambda a: a), fb or (lambda a: a)
+        bmm = lambda a, b: xp.bmm(fa(a), fb(b))
+    if fo is None:
+        return bmm, None
+    return (lambda a, b: fo(bmm(a, b))), ((bmm, (g, n[0], n[2])) if po is None else None)
 
-    def run(a: Any, b: Any) -> Any:
-        return po(ro(xp.bmm(ra(pa(a)), rb(pb(b)))))
-    return run
 
-
-def _reshape(shape: tuple[int, ...], target: tuple[int, ...]) -> Callable[[Any], Any]:
-    return (lambda a: a) if shape == target else (lambda a: a.reshape(target))
+def _reshape(shape: tuple[int, ...], target: tuple[int, ...]) -> Callable[[Any], Any] | None:
+    return None if shape == target else (lambda a: a.reshape(target))

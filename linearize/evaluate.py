@@ -46,7 +46,8 @@ class Compiled:
             raise InputError(f"{p.name} takes {', '.join(p.input_names + p.given_sizes)}; "
                              f"unexpected {', '.join(sorted(unknown))}")
         arrays: dict[str, Any] = {}
-        for name, rank, shape in self._inputs:
+        first = None
+        for name, rank, shape in self._inputs:  # plain loops: this runs on every call
             if name not in kwargs:
                 raise InputError(f"missing input array {name!r}")
             a = xp.convert(kwargs[name])
@@ -57,22 +58,26 @@ class Compiled:
                 raise InputError(f"{name} must be a floating-point array, got {a.dtype}")
             if not xp.isfinite_all(a):
                 raise InputError(f"{name} contains NaN or infinite values")
+            if first is None:
+                first = a
+            elif a.shape[0] != first.shape[0] or a.dtype != first.dtype:
+                seen = [*arrays.items(), (name, a)]
+                raise InputError(f"batch sizes disagree: {', '.join(f'{k} has {b.shape[0]}' for k, b in seen)}"
+                                 if a.shape[0] != first.shape[0] else
+                                 f"dtypes disagree: {', '.join(f'{k} is {b.dtype}' for k, b in seen)}")
             arrays[name] = a
-        first = next(iter(arrays.values()))
-        if any(a.shape[0] != first.shape[0] for a in arrays.values()):
-            raise InputError(f"batch sizes disagree: {', '.join(f'{k} has {a.shape[0]}' for k, a in arrays.items())}")
-        if any(a.dtype != first.dtype for a in arrays.values()):
-            raise InputError(f"dtypes disagree: {', '.join(f'{k} is {a.dtype}' for k, a in arrays.items())}")
-        given = {s: kwargs[s] for s in self._given if s in kwargs}
-
-        for s, v in given.items():
-            try:
-                integral = not isinstance(v, bool | str | bytes) and float(v).is_integer()
-            except (TypeError, ValueError):
-                integral = False
-            if not integral:
-                raise InputError(f"size {s} must be an integer, got {v!r}")
-        key = (tuple(a.shape for a in arrays.values()), tuple(int(v) for v in given.values()), first.dtype)
+        given = {}
+        for s in self._given:
+            if s in kwargs:
+                v = given[s] = kwargs[s]
+                if type(v) is not int:
+                    try:
+                        integral = not isinstance(v, bool | str | bytes) and float(v).is_integer()
+                    except (TypeError, ValueError):
+                        integral = False
+                    if not integral:
+                        raise InputError(f"size {s} must be an integer, got {v!r}")
+        key = (tuple([a.shape for a in arrays.values()]), tuple([int(v) for v in given.values()]), first.dtype)
         return arrays, given, key
 
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
@@ -98,12 +103,14 @@ class Compiled:
         return plan
 
     def __call__(self, **kwargs: Any) -> Any:
-        if self.planned:
+        if self.planned:  # the plan gives its output the batch axis
             arrays, given, key = self._check(kwargs)
-            out = self._plan(arrays, given, key).run(arrays)
-        else:
-            env, arrays, dtype = self.prepare(kwargs)
-            out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._plan(arrays, given, key)
+            return plan.run(arrays)
+        env, arrays, dtype = self.prepare(kwargs)
+        out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
         batch = next(iter(arrays.values())).shape[0]
         if out.shape[0] != batch:
             out = self.backend.broadcast_to(out, (batch, *out.shape[1:]))

@@ -73,6 +73,8 @@ class Plan:
     out: int
     strategies: dict[Node, str]
     internal: int = 0  # elements of the largest array a step builds inside itself
+    widen: Callable[[Any, tuple[int, ...]], Any] | None = None  # broadcasts a batch-1 output to `batch`
+    batch: int = 1
     _code: list[tuple[Callable[..., Any], tuple[int, ...], int, tuple[int, ...]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -97,8 +99,13 @@ class Plan:
         for k, (_, ins, out, dead) in enumerate(self._code):
             lines.append(f"    s{out} = f{k}({', '.join(ref(i) for i in ins)})")
             lines += [f"    del s{d}" for d in dead]
-        lines.append(f"    return {ref(self.out)}")
+        shape = self.metas[self.out].shape
+        if shape[0] != self.batch and self.widen is not None:  # an output that does not depend on the inputs
+            lines.append(f"    return widen({ref(self.out)}, {(self.batch, *shape[1:])})")
+        else:
+            lines.append(f"    return {ref(self.out)}")
         namespace: dict[str, Any] = {f"f{k}": c[0] for k, c in enumerate(self._code)}
+        namespace["widen"] = self.widen
         namespace.update({f"c{i}": v for i, v in self.consts.items()})
         exec("\n".join(lines), namespace)
         return namespace["run"]
@@ -123,12 +130,14 @@ class Plan:
             vals[slot] = arrays[name]
         for fn, ins, out, dead in self._code:
             vals[out] = fn(*[vals[i] for i in ins])
-            if check and vals[out] is not None and tuple(vals[out].shape) != self.metas[out].shape:
+            if vals[out] is not None and tuple(vals[out].shape) != self.metas[out].shape:
                 raise AssertionError(f"planned {self.metas[out].shape}, got {tuple(vals[out].shape)} at slot {out}")
             for d in dead:
                 vals[d] = None
+        shape = self.metas[self.out].shape
+        if shape[0] != self.batch and self.widen is not None:
+            return self.widen(vals[self.out], (self.batch, *shape[1:]))
         return vals[self.out]
-
 
 class Planner:
     """Builds the Plan of one root at concrete sizes: `Planner(...).plan(root)`."""
@@ -149,6 +158,8 @@ class Planner:
         self.orders: dict[int, int] = {}  # a stable rank's runtime slot -> the slot of the sort it inverts
         self.views: dict[int, tuple[int, tuple]] = {}  # a view's runtime slot -> (the array it views, the key)
         self.flags: dict[int, int] = {}  # a 0/1 float slot -> the boolean slot it was converted from
+        self.tails: dict[int, tuple[Callable[..., Any], tuple[int, ...]]] = {}  # see emit
+        self.reshapes: dict[int, tuple[int, ...]] = {}  # a slot made by `reshape` -> its shape
         self._current: tuple[Node | None, str] = (None, "generic")
 
     # --- static facts at these sizes -----------------------------------------------------------------
@@ -199,14 +210,65 @@ class Planner:
         self.consts[s] = value
         return s
 
-    def emit(self, fn: Callable[..., Any], ins: list[int], meta: Meta) -> int:
-        """A step computing a new slot from `ins`; computed now if every operand is already known."""
+    def shaped(self, ins: list[int], shapes: list[tuple[int, ...]]) -> tuple[list[int], list[Callable | None]]:
+        """The operands laid out as `shapes`: a constant is reshaped now, once; the others get a reshape to apply."""
+        out, fns = [], []
+        for s, shape in zip(ins, shapes):
+            m = self.metas[s]
+            if m.shape == shape or s not in self.consts:
+                out.append(s)
+                fns.append(reshaper(m.shape, shape))
+            else:
+                out.append(self.constant(self.consts[s].reshape(shape), Meta((), (), shape[1:], shape[0], m.kind,
+                                                                              m.finite)))
+                fns.append(None)
+        return out, fns
+
+    def emit(self, fn: Callable[..., Any], ins: list[int], meta: Meta,
+             tail: tuple[Callable[..., Any], tuple[int, ...]] | None = None) -> int:
+        """A step computing a new slot from `ins`; computed now if every operand is already known.
+
+        `tail` = (inner, shape) says that fn is inner's result, of that shape, reshaped to meta's: a reshape
+        of this slot then replaces fn's own (`reshape`).
+        """
         if all(i in self.consts for i in ins):
             return self.constant(fn(*(self.consts[i] for i in ins)), meta)
         s = self.new(meta)
         node, strategy = self._current
         self.steps.append(Step(fn, tuple(self.home[i] for i in ins), s, node, strategy))
+        if tail is not None:
+            self.tails[s] = tail
         return s
+
+    def reshape(self, s: int, meta: Meta) -> int:
+        """s's array reshaped to meta's shape (same elements, same order)."""
+        shape = meta.shape
+        out = self.emit(lambda a: a.reshape(shape), [s], meta)
+        self.reshapes[out] = shape
+        return out
+
+    def _fold_reshapes(self, steps: list[Step], out: int) -> list[Step]:
+        """A reshape of a value nothing else uses, made by a step ending in a reshape: that step reshapes once.
+
+        At B=1 each torch call costs microseconds; this is how a sum stacked into a unit axis (the fused
+        token) comes out of its matrix product already in shape.
+        """
+        uses: dict[int, int] = {out: 1}
+        for st in steps:
+            for i in st.ins:
+                uses[i] = uses.get(i, 0) + 1
+        made = {st.out: k for k, st in enumerate(steps)}
+        kept: list[Step | None] = list(steps)
+        for k, st in enumerate(steps):
+            shape, src = self.reshapes.get(st.out), st.ins[0]
+            if shape is None or src not in self.tails or uses.get(src) != 1 or src not in made:
+                continue
+            inner, natural = self.tails[src]
+            fn = inner if natural == shape else (lambda *a, f=inner, t=shape: f(*a).reshape(t))
+            at = made[src]
+            kept[at], kept[k] = replace(steps[at], fn=fn, out=st.out), None
+            made[st.out], self.tails[st.out] = at, (inner, natural)
+        return [st for st in kept if st is not None]
 
     def note(self, elements: int) -> None:
         """Record an array a step builds inside itself, for `Plan.largest`."""
@@ -261,4 +323,6 @@ class Planner:
             if step.out in needed:
                 steps.append(step)
                 needed.update(step.ins)
-        return Plan(steps[::-1], self.metas, self.consts, self.inputs, out, self.strategy, self.internal)
+        steps = self._fold_reshapes(steps[::-1], out)
+        return Plan(steps, self.metas, self.consts, self.inputs, out, self.strategy, self.internal,
+                    self.xp.broadcast_to, self.batch)

@@ -37,6 +37,18 @@ def permuter(P: Planner, perm: list[int]) -> Callable[[Any], Any] | None:
     return lambda a: a.transpose(perm)
 
 
+def lift(op: Callable[[Any, Any], Any], fa: Callable[[Any], Any] | None,
+         fb: Callable[[Any], Any] | None) -> Callable[[Any, Any], Any]:
+    """op(fa(a), fb(b)), with no wrapper around op where an operand needs no reshape (calls cost at B=1)."""
+    if fa is None and fb is None:
+        return op
+    if fb is None:
+        return lambda a, b: op(fa(a), b)
+    if fa is None:
+        return lambda a, b: op(a, fb(b))
+    return lambda a, b: op(fa(a), fb(b))
+
+
 def chain(*fns: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
     live = [f for f in fns if f is not None]
     if not live:
@@ -82,12 +94,8 @@ def _binary(P: Planner, n: Node) -> int:
         ins = [a, P.flags[P.home[b]]]
     shapes, meta = broadcast(P, [P.metas[i] for i in ins])
     meta = replace(meta, finite=False)  # may overflow
-    op = P.xp.ops[n.op]
-    ra, rb = (reshaper(P.metas[i].shape, sh) for i, sh in zip(ins, shapes))
-    if ra is None and rb is None:
-        return P.emit(op, ins, meta)
-    fa, fb = chain(ra), chain(rb)
-    return P.emit(lambda a, b: op(fa(a), fb(b)), ins, meta)
+    ins, (ra, rb) = P.shaped(ins, shapes)
+    return P.emit(lift(P.xp.ops[n.op], ra, rb), ins, meta)
 
 
 # --- indexing ---------------------------------------------------------------------------------------------
@@ -196,7 +204,11 @@ def _mean(P: Planner, n: Node) -> int:
     xs = P.slots[n.src[0]]
     mx = P.metas[xs]
     pos, xp = 1 + len(mx.axes) + n.arg, P.xp
-    return P.emit(lambda x: xp.mean(x, pos), [xs], replace(mx, own=mx.own[:n.arg] + mx.own[n.arg + 1:], finite=False))
+    # sum, then divide by the count as an array of the dtype: the library's mean to the bit for float32/64
+    # (tests/test_evaluate.py); half precision means accumulate wider, so those call the library's mean
+    d = xp.asarray(mx.own[n.arg], P.dtype) if str(P.dtype).endswith(("float32", "float64")) else None
+    own = mx.own[:n.arg] + mx.own[n.arg + 1:]
+    return P.emit(lambda x: xp.mean(x, pos, d), [xs], replace(mx, own=own, finite=False))
 
 
 # --- sums and comprehensions ------------------------------------------------------------------------------
@@ -234,6 +246,8 @@ def _binder(P: Planner, n: Node) -> int:
         move = permuter(P, order)
         if pre is None and move is None:
             return P.alias(bs, out)
+        if pre is not None and hi - lo == 1:  # a unit axis put in place: one reshape
+            return P.reshape(bs, out)
         return P.emit(chain(pre, move), [bs], out)
     if v.lo.vars or v.hi.vars:  # ragged: mask to lo(outer) <= v < hi(outer)
         mask, mm = ragged_mask(P, v)

@@ -61,9 +61,11 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
     shape = (G, Rn, *my.own)
     meta = Meta((), (), (Rn, *my.own), G, "float", False)
 
+    reshape_y, broadcast_y = my.shape != y_shape, y_shape != (G, ni, F)  # decided now: calls are counted in us
+
     def widen_y(y: Any) -> Any:
-        y = y if my.shape == y_shape else y.reshape(y_shape)
-        return y if y_shape == (G, ni, F) else xp.broadcast_to(y, (G, ni, F))
+        y = y.reshape(y_shape) if reshape_y else y
+        return xp.broadcast_to(y, (G, ni, F)) if broadcast_y else y
 
     def general(e: Any, y: Any) -> Any:
         e, y = xp.broadcast_to(e.reshape(e_shape), (G, ni)), widen_y(y)
@@ -91,11 +93,13 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
             0 <= lo <= hi <= ni:
         P.note(G * Rn)
 
+        plain_y, flat, cut = not (reshape_y or broadcast_y), len(shape) == 3, slice(lo, hi)
+
         def permutation(e: Any, y: Any, o: Any) -> Any:  # row r is the row of rank r: o[r]
             if o is None or (not my.finite and not xp.isfinite_all(y)):
                 return general(e, y)
-            out = xp.rows(widen_y(y), o[:, lo:hi])
-            return out if len(shape) == 3 else out.reshape(shape)
+            out = xp.rows(y if plain_y else widen_y(y), o[:, cut])
+            return out if flat else out.reshape(shape)
         return P.emit(permutation, [se, sy, order], meta)
     if G * Rn * ni * F <= ONEHOT_MAX:  # small: the (r, i) delta matrix times Y, as the evaluator sums it
         P.note(G * Rn * ni)

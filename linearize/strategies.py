@@ -25,14 +25,15 @@ The generic steps (planops.py) take every node no strategy takes.
 
 from __future__ import annotations
 
+import operator
 import string
 
 from .counting import count, stable_rank
 from .einsum import contraction
 from .ir import IRError, Node, Op
 from .patterns import elements, is_finite, is_float, plain, step_of_difference
-from .plan import Choice, Meta, Planner, reshaper
-from .planops import broadcast, chain, ragged_mask
+from .plan import Choice, Meta, Planner
+from .planops import broadcast, chain, lift, ragged_mask
 from .rewrite import factors, product
 from .scatter import scatter
 
@@ -47,13 +48,14 @@ def compare(P: Planner, n: Node) -> Choice | None:
         ins = [P.value(s) for s in ab]
         metas = [P.metas[i] for i in ins]
         shapes, meta = broadcast(P, metas)
-        fa, fb = (chain(reshaper(m.shape, sh)) for m, sh in zip(metas, shapes))
+        ins, (ra, rb) = P.shaped(ins, shapes)
         xp, dtype = P.xp, P.dtype
         if n.op is Op.HEAVISIDE:  # a - b > 0 exactly when a > b, also for inf and NaN
-            fn = lambda a, b: fa(a) > fb(b)
+            fn = lift(operator.gt, ra, rb)
         elif meta.finite:
-            fn = lambda a, b: fa(a) == fb(b)
+            fn = lift(operator.eq, ra, rb)
         else:  # inf - inf is NaN, not 0
+            fa, fb = chain(ra), chain(rb)
             fn = lambda a, b: (fa(a) == fb(b)) & is_finite(fa(a))
         flags = P.emit(fn, ins, Meta(meta.axes, meta.dims, meta.own, meta.batch, "bool", True))
         out = P.emit(lambda f: xp.to_dtype(f, dtype), [flags], Meta(meta.axes, meta.dims, meta.own, meta.batch,
@@ -96,18 +98,22 @@ def _build_contract(P: Planner, n: Node, rest: Node, big: Node) -> int:
     name = {a: next(letters) for a in ("batch", *full.axes, *range(rank))}
     size = {name["batch"]: full.batch, **{name[a]: d for a, d in zip(full.axes, full.dims)},
             **{name[k]: d for k, d in enumerate(full.own)}}
-    terms, shapers = [], []
+    terms, shapes = [], []
     for m in metas:
         dims = [(name["batch"], m.batch), *((name[a], d) for a, d in zip(m.axes, m.dims)),
                 *((name[rank - len(m.own) + k], d) for k, d in enumerate(m.own))]
         keep = [(c, d) for c, d in dims if d == size[c]]  # size-1 axes that broadcast are dropped
         terms.append("".join(c for c, _ in keep))
-        shapers.append(chain(reshaper(m.shape, tuple(d for _, d in keep))))
+        shapes.append(tuple(d for _, d in keep))
+    ins, shapers = P.shaped(ins, shapes)
     out_axes = tuple(a for a in full.axes if a != v)
     result = name["batch"] + "".join(name[a] for a in out_axes) + "".join(name[k] for k in range(rank))
-    product = contraction(P.xp, terms, result, size)
-    return P.emit(lambda *xs: product(*(f(x) for f, x in zip(shapers, xs))), ins,
-                  Meta(out_axes, tuple(P.size(a) for a in out_axes), full.own, full.batch, "float", False))
+    product, tail = contraction(P.xp, terms, result, size)
+    meta = Meta(out_axes, tuple(P.size(a) for a in out_axes), full.own, full.batch, "float", False)
+    if len(ins) == 2:
+        return P.emit(lift(product, *shapers), ins, meta, tail and (lift(tail[0], *shapers), tail[1]))
+    fs = [chain(f) for f in shapers]
+    return P.emit(lambda *xs: product(*(f(x) for f, x in zip(fs, xs))), ins, meta)
 
 
 STRATEGIES = [("scatter", scatter), ("rank", stable_rank), ("count", count), ("contract", contract),

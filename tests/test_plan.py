@@ -204,3 +204,41 @@ def test_a_rank_known_while_planning_scatters_batched_rows(backend):
     x = np.random.default_rng(3).normal(size=(3, 6, 2))
     np.testing.assert_array_equal(run(prog, backend, x=x, k=4), generic(prog, x=x, k=4))
     np.testing.assert_array_equal(run(prog, backend, x=x, k=4), x[:, [3, 4, 5, 0]])
+
+
+# --- small-size economies: each must keep the values ----------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=["f16", "f32", "f64"])
+def test_mean_is_the_library_mean_to_the_bit(backend, dtype):
+    """The planned mean (a sum, then a division by a prepared count) and the evaluator's mean are the
+    library's own mean, bit for bit, also in half precision (whose library mean accumulates wider)."""
+    (H,) = L.sizes("H")
+    heads = L.tensor("attn", H, N)
+    prog = L.program("head-mean", [heads], L.mean(heads, axis=0))
+    attn = (np.random.default_rng(4).random((3, 12, 197)) * 100).astype(dtype)
+    if backend == "torch":
+        attn = torch.from_numpy(attn)
+    want = attn.mean(1) if backend == "numpy" else attn.mean(dim=1)
+    for f in (L.compile(prog, backend), L.compile(prog, backend, planned=False)):
+        got = f(attn=attn)
+        assert got.dtype == want.dtype
+        assert (got == want).all(), f"{backend} {dtype.__name__}: mean differs from the library's"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sum_stacked_into_a_unit_axis_comes_out_of_its_product_in_shape(backend):
+    """The fused-token pattern, sum<i>(w[i] * x[i]) put in a [1, C] axis: the product makes [1, C] itself (one
+    step fewer); the same sum used a second time keeps its own step, and both outputs stay right."""
+    fused = L.sum_over(i, A[i] * X[i])
+    once = L.program("once", [X, A], L.cat(X[0:1], fused[None]))
+    twice = L.program("twice", [X, A], L.cat(X[0:1], fused[None], (fused * 2.0)[None]))
+    rng = np.random.default_rng(5)
+    x, a = rng.normal(size=(2, 6, 3)), rng.normal(size=(2, 6))
+    steps = {}
+    for prog in (once, twice):
+        np.testing.assert_allclose(run(prog, backend, x=x, a=a), generic(prog, x=x, a=a), rtol=1e-12, atol=1e-12)
+        conv = {"x": torch.from_numpy(x), "a": torch.from_numpy(a)} if backend == "torch" else {"x": x, "a": a}
+        steps[prog.name] = L.compile(prog, backend).plan(**conv).steps
+    contract = [s for s in steps["once"] if s.strategy == "contract"]
+    assert len(contract) == 1 and contract[0].out in steps["once"][-1].ins  # straight into the cat
+    assert len(steps["twice"]) == len(steps["once"]) + 3  # its reshape, the product by 2 and that one's
