@@ -41,6 +41,7 @@ class Backend:
     unpermute: Callable[[Any, Any], Any]  # (order [G, n], values [G, n]) -> out[g, order[g, p]] = values[g, p]
     ties_before: Callable[[Any], Any]  # u [G, n] -> #{j < i: u[g, j] == u[g, i]}, int64, by one stable sort
     rows: Callable[[Any, Any], Any]  # (Y [G, n, F], src [G, R] int) -> Y[g, src[g, r]], [G, R, F]
+    rows_between: Callable[[Any, Any, int, int], Any]  # (Y, order [G, n], lo, hi) -> rows(Y, order[:, lo:hi])
     scatter_rows: Callable[[Any, Any, int], Any]  # (Y [G, n, F], t [G, n] in [0, R]) -> sums by t, [G, R, F]
     invert: Callable[[Any, int], Any]  # (t [G, n] in [0, R]) -> (src [G, R + 1], count [G, R + 1]): who lands where
 
@@ -147,6 +148,7 @@ NUMPY = Backend(
     ties_before=_np_ties_before,
     unpermute=_np_unpermute,
     rows=lambda Y, src: Y[np.arange(src.shape[0])[:, None], src],
+    rows_between=lambda Y, o, lo, hi: Y[np.arange(o.shape[0])[:, None], o[:, lo:hi]],
     scatter_rows=_np_scatter_rows,
     invert=_np_invert,
 )
@@ -202,6 +204,9 @@ def _torch_backend() -> Backend:
                 return flat.index_select(0, (torch.arange(G)[:, None] * step + src).reshape(-1)).view(G, R, F)
         return Y.reshape(G * n, F).index_select(0, (torch.arange(G)[:, None] * n + src).reshape(-1)).view(G, R, F)
 
+    def rows_between(Y: Any, o: Any, lo: int, hi: int) -> Any:
+        return Y.index_select(1, o[0, lo:hi]) if o.shape[0] == 1 else rows(Y, o[:, lo:hi])  # one index less
+
     def scatter_rows(Y: Any, t: Any, R: int) -> Any:
         G, n, F = Y.shape
         out = torch.zeros((G, R + 1, F), dtype=Y.dtype)
@@ -242,6 +247,7 @@ def _torch_backend() -> Backend:
         ties_before=ties_before,
         unpermute=lambda o, values: torch.empty_like(values).scatter_(-1, o, values),
         rows=rows,
+        rows_between=rows_between,
         scatter_rows=scatter_rows,
         invert=invert,
     )

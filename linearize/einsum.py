@@ -59,13 +59,22 @@ def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> tu
     fa = _then(pa, _reshape(tuple(size[c] for c in batch + left + inner), shape_a))
     fb = _then(pb, _reshape(tuple(size[c] for c in batch + inner + right), shape_b))
     fo = _then(_reshape((g, n[0], n[2]), shape_out), po)
-    bmm = xp.bmm
-    if fa is not None or fb is not None:  # the least Python per call: it shows at small sizes
-        fa, fb = fa or (lambda a: a), fb or (lambda a: a)
-        bmm = lambda a, b: xp.bmm(fa(a), fb(b))
+    bmm = lift(xp.bmm, fa, fb)
     if fo is None:
         return bmm, None
     return (lambda a, b: fo(bmm(a, b))), ((bmm, (g, n[0], n[2])) if po is None else None)
+
+
+def lift(op: Callable[[Any, Any], Any], fa: Callable[[Any], Any] | None,
+          fb: Callable[[Any], Any] | None) -> Callable[[Any, Any], Any]:
+    """op(fa(a), fb(b)), with no wrapper call where an operand needs no reshape (calls cost at B=1)."""
+    if fa is None and fb is None:
+        return op
+    if fb is None:
+        return lambda a, b: op(fa(a), b)
+    if fa is None:
+        return lambda a, b: op(a, fb(b))
+    return lambda a, b: op(fa(a), fb(b))
 
 
 def _reshape(shape: tuple[int, ...], target: tuple[int, ...]) -> Callable[[Any], Any] | None:

@@ -46,26 +46,29 @@ class Compiled:
             raise InputError(f"{p.name} takes {', '.join(p.input_names + p.given_sizes)}; "
                              f"unexpected {', '.join(sorted(unknown))}")
         arrays: dict[str, Any] = {}
-        first = None
-        for name, rank, shape in self._inputs:  # plain loops: this runs on every call
+        shapes, batch, dtype = [], None, None
+        convert, is_float, finite = xp.convert, xp.is_float, xp.isfinite_all
+        for name, rank, shape in self._inputs:  # plain loops and locals: this runs on every call
             if name not in kwargs:
                 raise InputError(f"missing input array {name!r}")
-            a = xp.convert(kwargs[name])
+            a = convert(kwargs[name])
             if a.ndim != rank + 1:
                 dims = ", ".join(["B", *(str(d) for d in shape)])
                 raise InputError(f"{name} must have rank {len(shape) + 1} ([{dims}]), got rank {a.ndim}")
-            if not xp.is_float(a):
+            if not is_float(a):
                 raise InputError(f"{name} must be a floating-point array, got {a.dtype}")
-            if not xp.isfinite_all(a):
+            if not finite(a):
                 raise InputError(f"{name} contains NaN or infinite values")
-            if first is None:
-                first = a
-            elif a.shape[0] != first.shape[0] or a.dtype != first.dtype:
+            sh = a.shape
+            if batch is None:
+                batch, dtype = sh[0], a.dtype
+            elif sh[0] != batch or a.dtype != dtype:
                 seen = [*arrays.items(), (name, a)]
                 raise InputError(f"batch sizes disagree: {', '.join(f'{k} has {b.shape[0]}' for k, b in seen)}"
-                                 if a.shape[0] != first.shape[0] else
+                                 if sh[0] != batch else
                                  f"dtypes disagree: {', '.join(f'{k} is {b.dtype}' for k, b in seen)}")
             arrays[name] = a
+            shapes.append(sh)
         given = {}
         for s in self._given:
             if s in kwargs:
@@ -77,7 +80,7 @@ class Compiled:
                         integral = False
                     if not integral:
                         raise InputError(f"size {s} must be an integer, got {v!r}")
-        key = (tuple([a.shape for a in arrays.values()]), tuple([int(v) for v in given.values()]), first.dtype)
+        key = (tuple(shapes), tuple([int(v) for v in given.values()]), dtype)
         return arrays, given, key
 
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from .einsum import lift
 from .ir import UNARY, Affine, Node, Op
 from .plan import Choice, Meta, Planner, reshaper, sort_axes
 from .program import InputError
@@ -35,18 +36,6 @@ def permuter(P: Planner, perm: list[int]) -> Callable[[Any], Any] | None:
     if P.xp.name == "torch":
         return lambda a: a.permute(*perm)
     return lambda a: a.transpose(perm)
-
-
-def lift(op: Callable[[Any, Any], Any], fa: Callable[[Any], Any] | None,
-         fb: Callable[[Any], Any] | None) -> Callable[[Any, Any], Any]:
-    """op(fa(a), fb(b)), with no wrapper around op where an operand needs no reshape (calls cost at B=1)."""
-    if fa is None and fb is None:
-        return op
-    if fb is None:
-        return lambda a, b: op(fa(a), b)
-    if fa is None:
-        return lambda a, b: op(a, fb(b))
-    return lambda a, b: op(fa(a), fb(b))
 
 
 def chain(*fns: Callable[[Any], Any] | None) -> Callable[[Any], Any]:

@@ -29,11 +29,11 @@ import operator
 import string
 
 from .counting import count, stable_rank
-from .einsum import contraction
+from .einsum import contraction, lift
 from .ir import IRError, Node, Op
 from .patterns import elements, is_finite, is_float, plain, step_of_difference
 from .plan import Choice, Meta, Planner
-from .planops import broadcast, chain, lift, ragged_mask
+from .planops import broadcast, chain, ragged_mask
 from .rewrite import factors, product
 from .scatter import scatter
 
