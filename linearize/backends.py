@@ -33,7 +33,7 @@ class Backend:
     isfinite_all: Callable[[Any], bool]
     is_float: Callable[[Any], bool]
     convert: Callable[[Any], Any]  # user input -> this library's array
-    # the planned evaluator's kernels (see plan.py and strategies.py)
+    # the planned evaluator's kernels (see planner.py and strategies.py)
     zeros: Callable[[tuple[int, ...], Any], Any]
     einsum: Callable[..., Any]  # (spec, *operands)
     bmm: Callable[[Any, Any], Any]  # [G, m, k] @ [G, k, n] -> [G, m, n]

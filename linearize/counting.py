@@ -6,7 +6,8 @@ from typing import Any
 
 from .ir import Affine, Node, Op, Sym
 from .patterns import finite, plain, step_of_difference
-from .plan import Choice, Meta, Planner
+from .plan import Meta
+from .planner import Choice, Planner
 from .rewrite import substitute
 
 

@@ -1,6 +1,6 @@
 """compile(): a program bound to a backend, planned once per size environment and called many times.
 
-The first call at new sizes (with a new batch size or dtype) plans the program (plan.py): a fixed list of
+The first call at new sizes (with a new batch size or dtype) plans the program (planner.py): a fixed list of
 vectorized steps, with contractions and comparison counts recognized (strategies.py) and the generic steps
 (planops.py) for the rest. Later calls at the same sizes check the inputs and run those steps. The node by
 node evaluator (generic.py) is the reference semantics, and stays available as `compile(..., planned=False)`.
@@ -14,7 +14,8 @@ from typing import Any
 from .backends import get_backend
 from .generic import Evaluation, Val
 from .ir import Sym
-from .plan import Plan, Planner
+from .plan import Plan
+from .planner import Planner
 from .program import InputError, Program
 
 __all__ = ["Compiled", "Evaluation", "Val", "compile"]
@@ -23,7 +24,7 @@ __all__ = ["Compiled", "Evaluation", "Val", "compile"]
 class Compiled:
     """A program bound to a backend: call it with the inputs and sizes by name, f(x=..., attn=..., k=...).
 
-    The first call at a new size environment (sizes, batch size, dtype) plans the program (plan.py); later
+    The first call at a new size environment (sizes, batch size, dtype) plans the program (planner.py); later
     calls at the same sizes run the plan's steps and nothing else. `planned=False` evaluates node by node
     with `Evaluation` instead; `fast=False` plans without the strategies (the generic steps only).
     """

@@ -6,7 +6,7 @@ not depend on where it is used, so each node is computed once, in topological or
 loop over tokens, channels or the batch. A sum whose range depends on an outer variable (sum<j < i>)
 is evaluated over the widest range and masked.
 
-This is the reference semantics the planned evaluator (plan.py, planops.py, strategies.py) reproduces;
+This is the reference semantics the planned evaluator (planner.py, planops.py, strategies.py) reproduces;
 `compile(program, planned=False)` runs it node by node.
 """
 
@@ -37,7 +37,7 @@ def sort_axes(axes: Any) -> tuple[Sym, ...]:
     return tuple(sorted(set(axes), key=Sym.sort_key))
 
 
-# --- index expressions at concrete sizes, shared with the planner (plan.py) --------------------------------
+# --- index expressions at concrete sizes, shared with the planner (planner.py) --------------------------------
 def widest_range(v: Sym, env: Mapping[Sym, int]) -> tuple[int, int]:
     """The widest [lo, hi) a variable takes over its outer variables' ranges."""
     lo = bound(v.lo, upper=False).value(env)

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from .ir import Node, Op, Sym
-from .plan import Planner
+from .planner import Planner
 
 MANTISSA = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}
 

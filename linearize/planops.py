@@ -14,8 +14,10 @@ from dataclasses import replace
 from typing import Any
 
 from .einsum import lift
+from .generic import sort_axes
 from .ir import UNARY, Affine, Node, Op
-from .plan import Choice, Meta, Planner, reshaper, sort_axes
+from .plan import Meta, reshaper
+from .planner import Choice, Planner
 from .program import InputError
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from .ir import Affine, IRError, Node, Op, bound, node
 from .patterns import MANTISSA, elements, is_finite, is_float, plain, step_of_difference
-from .plan import Choice, Meta, Planner
+from .plan import Meta
+from .planner import Choice, Planner
 from .rewrite import factors, product
 
 

@@ -32,7 +32,8 @@ from .counting import count, stable_rank
 from .einsum import contraction, lift
 from .ir import IRError, Node, Op
 from .patterns import elements, is_finite, is_float, plain, step_of_difference
-from .plan import Choice, Meta, Planner
+from .plan import Meta
+from .planner import Choice, Planner
 from .planops import broadcast, chain, ragged_mask
 from .rewrite import factors, product
 from .scatter import scatter

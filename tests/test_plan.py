@@ -13,7 +13,7 @@ import torch
 
 import linearize as L
 from linearize import counting, scatter
-from linearize.plan import Planner
+from linearize.planner import Planner
 from linearize.reference import evit, evit_stable, topk, topk_stable
 
 BACKENDS = ["numpy", "torch"]
