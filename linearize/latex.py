@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .ir import Affine, Node, Op, Sym, affine, node
 from .printing import Printer, definitions
 from .program import Program
-from .sympy_bridge import affine_latex, name_latex
+from .sympy_latex import affine_latex, name_latex
 
 if TYPE_CHECKING:
     from .rewrite import Derivation, Step

@@ -21,8 +21,8 @@ else t, u, v, w, never a name the node already uses. In detail:
   gather(x[1:], idx)[t, c] -> gather(Lambda((n, c), x[n + 1, c]), idx, t, c). They print; they do not evaluate.
 
 `SympyForm.evaluate(values)` substitutes sizes and input arrays (one instance, no batch axis), expands the sums
-with `.doit()`, and returns the node's values as a numpy array; `sympy_latex(expr)` prints a SymPy expression
-with H(.) for Heaviside, delta(a - b) for KroneckerDelta and upright multi-letter names.
+with `.doit()`, and returns the node's values as a numpy array; `sympy_latex(expr)` (sympy_latex.py) prints a
+SymPy expression with H(.) for Heaviside, delta(a - b) for KroneckerDelta and upright multi-letter names.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
 
 from .ir import DATA_DEPENDENT, Affine, Node, Op, Sym
 from .printing import Printer
 from .program import Program
+from .sympy_latex import sympy_latex
 
 if TYPE_CHECKING:
     from .rewrite import Derivation
@@ -302,57 +302,6 @@ def to_sympy(expr: Node | Program, indices: tuple[str, ...] | None = None) -> Sy
             cv.input(n)
     return SympyForm(out, idx, cv.shape(root.shape), cv.defs, cv.sizes, cv.inputs, cv.input_shapes,
                      tuple(early), cv.def_shapes)
-
-
-# --- LaTeX -------------------------------------------------------------------------------------
-def name_latex(name: str) -> str:
-    """x stays x; a multi-letter name is upright, \\mathrm{cls\\_attn}; primes are kept."""
-    base = name.rstrip("'")
-    if len(base) <= 1:
-        return name
-    return r"\mathrm{" + base.replace("_", r"\_") + "}" + name[len(base):]
-
-
-def _power(tex: str, exp: str | None) -> str:
-    return f"{tex}^{{{exp}}}" if exp else tex
-
-
-class _Latex(LatexPrinter):
-    def _print_Heaviside(self, expr: sp.Heaviside, exp: str | None = None) -> str:
-        return _power(rf"H\left({self._print(expr.args[0])}\right)", exp)
-
-    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta, exp: str | None = None) -> str:
-        a, b = expr.args
-        inner = self._print(a) if b == 0 else f"{self._print(a)} - {self.parenthesize(b, 40, strict=False)}"
-        return _power(rf"\delta\left({inner}\right)", exp)
-
-    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
-        return name_latex(expr.name)
-
-    def _print_IndexedBase(self, expr: sp.IndexedBase) -> str:
-        return name_latex(str(expr.label))
-
-    def _print_Indexed(self, expr: sp.Indexed) -> str:
-        return f"{self._print(expr.base)}_{{{', '.join(self._print(i) for i in expr.indices)}}}"
-
-    def _print_AppliedUndef(self, expr: sp.Function, exp: str | None = None) -> str:
-        name = type(expr).__name__
-        arrow = r"^{\downarrow}" if name.endswith("_desc") else ""
-        name, args = name.removesuffix("_desc").replace("_", r"\_"), ", ".join(self._print(a) for a in expr.args)
-        return _power(rf"\operatorname{{{name}}}{arrow}\left({args}\right)", exp)
-
-
-def sympy_latex(expr: sp.Basic) -> str:
-    """LaTeX for a SymPy expression in this package's notation: H(.), delta(.), upright names."""
-    return _Latex({"mul_symbol": None}).doprint(expr)
-
-
-def affine_latex(a: Affine) -> str:
-    """An index expression through SymPy, its terms in the IR's order (sizes, variables, constant): N - k + 1."""
-    cv = _Converter()
-    terms = [c * cv.affine(Affine.of(s), {}) for s, c in a.terms]
-    expr = sp.Add(*terms, *([sp.Integer(a.const)] if a.const or not terms else []), evaluate=False)
-    return _Latex({"mul_symbol": None, "order": "none"}).doprint(expr)
 
 
 def derivation_latex(d: Derivation) -> str:
