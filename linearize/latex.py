@@ -66,7 +66,9 @@ class LatexPrinter:
     def binary(self, n: Node) -> Shown:
         prec = {Op.ADD: _ADD, Op.SUB: _ADD, Op.MUL: _MUL}[n.op]
         left = self.show(n.src[0], prec, tail=False)
-        right, _, is_open = self._show(n.src[1], prec + (n.op is Op.SUB), tail=True)
+        # as printing.py: a - (b + c), and a * (b * c), whose grouping matters to floating point
+        nested = n.op is Op.SUB or (n.op is Op.MUL and n.src[1].op is Op.MUL)
+        right, _, is_open = self._show(n.src[1], prec + nested, tail=True)
         if n.op is Op.MUL:
             sep = r" \cdot " if right[:1].isdigit() or right.startswith("-") else r" \, "
             return left + sep + right, _MUL, is_open

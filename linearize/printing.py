@@ -95,8 +95,9 @@ def _binary(symbol: str, prec: int) -> Callable[[Printer, Node], tuple[str, int]
         if symbol in "+-" and n.src[1].op is Op.AFFINE:  # a - (k - 1) reads better as a - k + 1
             text = str(n.src[1].arg if symbol == "+" else -n.src[1].arg)
             return (f"{left} - {text[1:]}" if text.startswith("-") else f"{left} + {text}"), prec
-        # the right operand of - and / needs parentheses at equal precedence
-        right = p.show(n.src[1], prec + (1 if symbol in "-/" else 0))
+        # the right operand of - and / needs parentheses at equal precedence, and a product nested on the
+        # right gets them too: a * (b * c) is not (a * b) * c to floating point, nor to `linearize cost`
+        right = p.show(n.src[1], prec + (1 if symbol in "-/" or (symbol == "*" and n.src[1].op is Op.MUL) else 0))
         return f"{left} {symbol} {right}", prec
     return render
 

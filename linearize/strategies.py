@@ -5,7 +5,9 @@ declines (and the node is planned generically) unless its pattern holds exactly 
 smaller than the generic one. Each keeps the evaluator's values: heaviside is strict, delta is exact
 equality (`a - b` is 0 exactly when `a == b`, for finite floats), ties count as the evaluator counts them,
 and a runtime guard falls back to an exact formula where an overflowed (inf or NaN) value would behave
-differently. Only the order of floating-point additions may differ.
+differently. Only the order of floating-point additions may differ, and the grouping of a contraction's
+factors: it multiplies the small ones first, `(a * b) * X` where the IR may say `a * (b * X)` (EViT's
+fused token is already written that way, by the mask-first rule).
 
 - scatter:  `[sum<i>(delta(E[i] - r) * Y[i]) for r in range(lo, hi)]` moves row Y[i] to position E[i] - lo:
             the sorted order's rows when E is a stable rank (below), else a gather of rows when no two land

@@ -117,6 +117,10 @@ CASES: list[tuple] = [
     ("unit", "neutral",
      stack_over(i, const(1.0) * x[i] * 1 + 0.0 + key[i] * 0.0 * x[i] + (0.0 + key[i]) * x[i]),
      lambda X, K, kk: X + K[:, None] * X),
+    ("mask-first", "fused", sum_over(i, heaviside(key[i] - key[0]) * (key[i] * x[i])),
+     lambda X, K, kk: ((K > K[0]) * K) @ X),
+    ("mask-first", "two-masks", stack_over(i, (heaviside(i - k + 1) * delta(key[i] - key[0])) * (key[i] * x[i])),
+     lambda X, K, kk: ((np.arange(len(K)) >= kk) * (K == K[0]) * K)[:, None] * X),
 ]
 
 # (rule, output node, largest k): the rule's pattern with its side condition failing, or a near miss
@@ -145,6 +149,9 @@ NEGATIVE: dict[str, list[tuple]] = {
     "step-of-constant": [(stack_over(i, heaviside(N - k) * x[i] + delta(N - k) * x[i] + heaviside(i) * x[i]
                                      + delta(i - 1) * x[i] + heaviside(key[i]) * x[i]), N)],
     "unit": [(stack_over(i, 0.0 * x[i] + 2.0 * x[i] * 3 + key[i] * 0.5), N)],
+    "mask-first": [(stack_over(i, key[i] * (key[i] * x[i])), N),  # not a 0/1 mask: rounding would change
+                   (stack_over(i, heaviside(key[i]) * (x[i] * key[i])), N),  # the tensor is not on the right
+                   (stack_over(i, heaviside(key[i]) * (key[i] * key[0])), N)],  # nothing to save on scalars
 }
 
 
@@ -258,3 +265,14 @@ def test_rule_does_not_fire_where_its_condition_fails(rule, out, k_max):
 def test_every_rule_is_tested():
     assert {c[0] for c in CASES} | {"distinct-rank"} == set(ALL_RULES)
     assert set(NEGATIVE) == set(ALL_RULES)
+
+
+def test_mask_first_keeps_a_masked_out_overflow_out():
+    """m * (b * X) is NaN where m = 0 and b * X overflows; (m * b) * X is 0 there, as selecting would give."""
+    prog = closed(stack_over(i, heaviside(key[i] - 1.0) * (key[i] * x[i])))
+    after, steps = rewrite(prog, "mask-first")
+    assert [s.rule for s in steps] == ["mask-first"]
+    X, K = np.full((1, 2, 1), 1e300), np.array([[-1e300, 2.0]])  # token 0 is masked out, and key * x = -inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.isnan(evaluate(prog, X, K, 1)[0, 0, 0])
+        np.testing.assert_array_equal(evaluate(after, X, K, 1), [[[0.0], [2e300]]])

@@ -109,5 +109,20 @@ def unit(n: Node, ctx: Context) -> Node | None:
     return None
 
 
-SIMPLIFY = Pass("simplify", (index_stack, slice_stack, index_slice, delta_elim, step_of_constant, unit),
+def _is_mask(n: Node) -> bool:
+    """A 0/1 value: a step function, or a product of them."""
+    return n.op in (Op.HEAVISIDE, Op.DELTA) or (n.op is Op.MUL and all(_is_mask(s) for s in n.src))
+
+
+@rule("mask-first", "m * (b * X) = (m * b) * X for a 0/1 mask m, a scalar b and a tensor X: one product per "
+                    "element of X, and a masked-out X never meets an overflowing b * X")
+def mask_first(n: Node, ctx: Context) -> Node | None:
+    match n:
+        case Node(op=Op.MUL, src=(m, Node(op=Op.MUL, src=(b, X)))) if _is_mask(m) and not m.shape and \
+                not b.shape and X.shape:
+            return node(Op.MUL, (node(Op.MUL, (m, b)), X))
+    return None
+
+
+SIMPLIFY = Pass("simplify", (index_stack, slice_stack, index_slice, delta_elim, step_of_constant, unit, mask_first),
                 "substitution, index shifting, delta elimination and constant folding")
