@@ -242,3 +242,20 @@ def test_a_sum_stacked_into_a_unit_axis_comes_out_of_its_product_in_shape(backen
     contract = [s for s in steps["once"] if s.strategy == "contract"]
     assert len(contract) == 1 and contract[0].out in steps["once"][-1].ins  # straight into the cat
     assert len(steps["twice"]) == len(steps["once"]) + 3  # its reshape, the product by 2 and that one's
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_kept_token_whose_score_times_row_overflows_stays_out_of_the_fused_token(backend):
+    """float32: token 1 has the top score (1e10) and a row of 1e30, so score * row is inf. The official code never
+    forms that product (it weights the dropped tokens only); neither may the linearized form, planned or not
+    (mask * (score * row) would be 0 * inf = NaN; the mask-first rule makes it (mask * score) * row = 0)."""
+    x, attn = evit_inputs(6, 1, 6, 3, 2, np.float32, False)
+    x[:, 2] = 1e30  # token 1 (row 2)
+    attn[:, :, 0, 2] = 1e10
+    want = evit(torch.from_numpy(x), torch.from_numpy(attn), 3).numpy()
+    assert np.isfinite(want).all()
+    with np.errstate(over="ignore", invalid="ignore"):
+        planned = run(linearized("evit"), backend, x=x, attn=attn, k=3)
+        for got in (planned, generic(linearized("evit"), x=x, attn=attn, k=3)):
+            np.testing.assert_array_equal(got[:, :4], want[:, :4])
+            np.testing.assert_allclose(got, want, rtol=1e-5)
