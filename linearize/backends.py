@@ -64,8 +64,9 @@ def _np_convert(x: Any) -> np.ndarray:
 
 def _np_finite(a: np.ndarray) -> bool:
     # a finite sum proves every entry finite (NaN and inf propagate) without a boolean copy of the array;
-    # only a sum that overflowed needs the entrywise test
-    return math.isfinite(a.sum()) or bool(np.isfinite(a).all())
+    # only a sum that overflowed needs the entrywise test. Half precision sums in float32: a float16 sum
+    # overflows (and warns) past 65504, which an ordinary attention map reaches
+    return math.isfinite(a.sum(dtype=np.float32 if a.dtype == np.float16 else None)) or bool(np.isfinite(a).all())
 
 
 def _np_unpermute(order: np.ndarray, values: np.ndarray) -> np.ndarray:
