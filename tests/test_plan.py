@@ -260,3 +260,22 @@ def test_a_kept_token_whose_score_times_row_overflows_stays_out_of_the_fused_tok
         for got in (planned, generic(linearized("evit"), x=x, attn=attn, k=3)):
             np.testing.assert_array_equal(got[:, :4], want[:, :4])
             np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("planned", [True, False], ids=["planned", "generic"])
+@pytest.mark.parametrize("ties", [False, True], ids=["continuous", "ties"])
+def test_torch_backend_gradients_are_the_official_codes(planned, ties):
+    """In a model the linearized EViT must train like the original: d(out . R)/dx and /dattn through the torch
+    backend equal those through the official code (the stable variant on ties)."""
+    x, attn = evit_inputs(7, 2, 8, 4, 3, np.float64, ties)
+    R = torch.from_numpy(np.random.default_rng(8).normal(size=(2, 7, 4)))
+    f = L.compile(linearized("evit"), "torch", planned=planned)
+    grads = []
+    for fn in (lambda a, b: REFERENCE["evit"][ties](a, b, 5), lambda a, b: f(x=a, attn=b, k=5)):
+        a, b = torch.from_numpy(x).requires_grad_(), torch.from_numpy(attn).requires_grad_()
+        (fn(a, b) * R).sum().backward()
+        grads.append((a.grad, b.grad))
+    (gx, ga), (lx, la) = grads
+    assert ga.abs().sum() > 0  # the scores get a gradient through the fused token's weights
+    torch.testing.assert_close(lx, gx, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(la, ga, rtol=1e-12, atol=1e-12)
