@@ -32,7 +32,7 @@ class Backend:
     int_dtype: Any
     isfinite_all: Callable[[Any], bool]
     is_float: Callable[[Any], bool]
-    convert: Callable[[Any], Any]  # user input -> this library's array
+    convert: Callable[[Any], Any]  # user input -> this library's array; ValueError("is not ...") if it can't be
     # the planned evaluator's kernels (see planner.py and strategies.py)
     zeros: Callable[[tuple[int, ...], Any], Any]
     einsum: Callable[..., Any]  # (spec, *operands)
@@ -58,8 +58,14 @@ def _np_argsort(a: np.ndarray, descending: bool) -> np.ndarray:
 
 def _np_convert(x: Any) -> np.ndarray:
     if type(x).__module__.startswith("torch"):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+        try:
+            return x.detach().cpu().numpy()
+        except (TypeError, RuntimeError, NotImplementedError):
+            raise ValueError(f"cannot be read as a numpy array (a {x.device.type} tensor of {x.dtype})") from None
+    a = np.asarray(x)
+    if a.dtype.kind not in "biufc":
+        raise ValueError(f"is not an array of numbers ({type(x).__name__})")
+    return a
 
 
 def _np_finite(a: np.ndarray) -> bool:
@@ -165,7 +171,15 @@ def _torch_backend() -> Backend:
         return (x == 0).to(x.dtype if x.is_floating_point() else torch.float64)
 
     def convert(x: Any) -> Any:
-        return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        if isinstance(x, torch.Tensor):
+            if not x.is_cpu:  # plans hold CPU constants; other devices are not tested here
+                raise ValueError(f"is on the {x.device.type} device; the torch backend computes on the CPU "
+                                 "(pass .cpu())")
+            return x
+        try:
+            return torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"is not an array of numbers ({type(x).__name__})") from None
 
     def as_dtype(dtype: Any) -> Any:
         if isinstance(dtype, torch.dtype):

@@ -52,7 +52,10 @@ class Compiled:
         for name, rank, shape in self._inputs:  # plain loops and locals: this runs on every call
             if name not in kwargs:
                 raise InputError(f"missing input array {name!r}")
-            a = convert(kwargs[name])
+            try:
+                a = convert(kwargs[name])
+            except ValueError as e:
+                raise InputError(f"{name} {e}") from None
             if a.ndim != rank + 1:
                 dims = ", ".join(["B", *(str(d) for d in shape)])
                 raise InputError(f"{name} must have rank {len(shape) + 1} ([{dims}]), got rank {a.ndim}")

@@ -208,7 +208,20 @@ INVALID = {  # name: (inputs, k, fragments the message must contain)
     "k-bool": (GOOD, True, ["k", "integer", "True"]),
     "no-k": (GOOD, "omit", ["k", "required"]),
     "no-tokens": (_inputs(n=0), 1, ["k out of range", "N = 0"]),
+    "not-numbers": (_bad(GOOD, "x", "x"), 2, ["x", "not an array of numbers", "str"]),
+    "none": (_bad(GOOD, "attn", None), 2, ["attn", "not an array of numbers", "NoneType"]),
 }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tensor_off_the_cpu_is_named(backend):
+    """The torch backend computes on the CPU and says so; numpy cannot read a meta tensor, and says that."""
+    kw = {"x": torch.from_numpy(GOOD["x"]).to("meta"), "attn": torch.from_numpy(GOOD["attn"])}
+    fragments = {"torch": ["x ", "meta device", "CPU", ".cpu()"], "numpy": ["x ", "numpy array", "meta"]}[backend]
+    with pytest.raises(InputError) as info:
+        L.compile(L.programs.get("evit"), backend)(**kw, k=2)
+    message = str(info.value)
+    assert message.startswith("x ") and "\n" not in message and all(f in message for f in fragments), message
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
