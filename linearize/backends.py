@@ -33,6 +33,7 @@ class Backend:
     isfinite_all: Callable[[Any], bool]
     is_float: Callable[[Any], bool]
     convert: Callable[[Any], Any]  # user input -> this library's array; ValueError("is not ...") if it can't be
+    viewer: Callable[[tuple, tuple[int, ...]], Callable[[Any], Any]]  # (key, shape) -> x -> x[key], planned once
     # the planned evaluator's kernels (see planner.py and strategies.py)
     zeros: Callable[[tuple[int, ...], Any], Any]
     einsum: Callable[..., Any]  # (spec, *operands)
@@ -148,6 +149,7 @@ NUMPY = Backend(
     isfinite_all=_np_finite,
     is_float=lambda a: a.dtype.kind == "f",
     convert=_np_convert,
+    viewer=lambda key, shape: lambda x: x[key],  # numpy's basic indexing is cheap already
     zeros=lambda shape, dtype: np.zeros(shape, dtype),
     einsum=np.einsum,
     bmm=np.matmul,
@@ -180,6 +182,30 @@ def _torch_backend() -> Backend:
             return torch.as_tensor(np.asarray(x))
         except (TypeError, ValueError, RuntimeError):
             raise ValueError(f"is not an array of numbers ({type(x).__name__})") from None
+
+    def viewer(key: tuple, shape: tuple[int, ...]) -> Callable[[Any], Any]:
+        """x[key] for ints and unit-step slices. For a contiguous x (inputs usually are) one as_strided call
+        with the strides worked out now: at B=1 indexing's parsing of the key costs more than the view."""
+        def index(x: Any) -> Any:
+            return x[key]
+        strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
+        size, stride, delta = [], [], 0
+        for d, e in enumerate(key):
+            if isinstance(e, slice):
+                start, stop, step = e.indices(shape[d])
+                if step != 1 or stop <= start:
+                    return index
+                size.append(stop - start)
+                stride.append(strides[d])
+                delta += start * strides[d]
+            else:
+                delta += (e % shape[d]) * strides[d]
+        size += shape[len(key):]
+        stride += strides[len(key):]
+
+        def strided(x: Any) -> Any:
+            return x.as_strided(size, stride, x.storage_offset() + delta) if x.is_contiguous() else x[key]
+        return strided
 
     def as_dtype(dtype: Any) -> Any:
         if isinstance(dtype, torch.dtype):
@@ -254,6 +280,7 @@ def _torch_backend() -> Backend:
         isfinite_all=finite,
         is_float=lambda a: a.is_floating_point(),
         convert=convert,
+        viewer=viewer,
         zeros=lambda shape, dtype: torch.zeros(shape, dtype=as_dtype(dtype)),
         einsum=torch.einsum,
         bmm=torch.bmm,  # much less overhead than matmul's broadcasting for small operands

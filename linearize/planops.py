@@ -165,7 +165,7 @@ def view(P: Planner, xs: int, key: tuple, meta: Meta) -> int:
     src, first = P.views.get(P.home[xs], (xs, None))
     if first is not None:
         key = _compose(first, key)
-    s = P.emit(lambda x: x[key], [src], meta)
+    s = P.emit(P.xp.viewer(key, P.metas[src].shape), [src], meta)
     P.views[P.home[s]] = (src, key)
     return s
 
