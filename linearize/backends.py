@@ -246,7 +246,11 @@ def _torch_backend() -> Backend:
         return Y.reshape(G * n, F).index_select(0, (torch.arange(G)[:, None] * n + src).reshape(-1)).view(G, R, F)
 
     def rows_between(Y: Any, o: Any, lo: int, hi: int) -> Any:
-        return Y.index_select(1, o[0, lo:hi]) if o.shape[0] == 1 else rows(Y, o[:, lo:hi])  # one index less
+        if o.shape[0] != 1:
+            return rows(Y, o[:, lo:hi])
+        # o[0, lo:hi] as one as_strided call (as in viewer): at B=1 indexing's parsing is most of the cost
+        idx = o.as_strided((hi - lo,), (1,), o.storage_offset() + lo) if o.is_contiguous() else o[0, lo:hi]
+        return Y.index_select(1, idx)
 
     def scatter_rows(Y: Any, t: Any, R: int) -> Any:
         G, n, F = Y.shape

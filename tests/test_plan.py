@@ -299,3 +299,23 @@ def test_inputs_that_are_views_give_the_same_output(backend):
         got = np.asarray(f(x=xs, attn=ta, k=4))
         np.testing.assert_array_equal(got[:, :5], want[:, :5])  # rows are moved: exactly
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)  # a product's sum order follows the layout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_rows_of_a_sorted_range_not_from_the_top(backend, batch):
+    """[sum<i>(delta(rank[i] - r) * x[i]) for 1 <= r < k]: the sorted order's rows 1..k-1 (B=1 takes them
+    with one strided view of the order), equal to the generic evaluator and to numpy's stable argsort."""
+    tail = L.index("r", 1, k)
+    prog = L.program("tail", [X, A], L.stack_over(tail, L.sum_over(i, L.delta(rank[i] - tail) * X[i])),
+                     sizes={k: (1, N)})
+    rng = np.random.default_rng(10)
+    a = rng.choice([0.0, 0.5, 1.0], size=(batch, 7))
+    x = rng.normal(size=(batch, 7, 3))
+    got = run(prog, backend, x=x, a=a, k=5)
+    order = np.argsort(-a, axis=1, kind="stable")[:, 1:5]
+    np.testing.assert_array_equal(got, np.take_along_axis(x, order[:, :, None], 1))
+    np.testing.assert_array_equal(got, generic(prog, x=x, a=a, k=5))
+    assert "scatter" in L.compile(prog, backend).plan(x=x if backend == "numpy" else torch.from_numpy(x),
+                                                      a=a if backend == "numpy" else torch.from_numpy(a),
+                                                      k=5).strategies.values()
