@@ -42,7 +42,6 @@ class Backend:
     unpermute: Callable[[Any, Any], Any]  # (order [G, n], values [G, n]) -> out[g, order[g, p]] = values[g, p]
     ties_before: Callable[[Any], Any]  # u [G, n] -> #{j < i: u[g, j] == u[g, i]}, int64, by one stable sort
     rows: Callable[[Any, Any], Any]  # (Y [G, n, F], src [G, R] int) -> Y[g, src[g, r]], [G, R, F]
-    rows_between: Callable[[Any, Any, int, int], Any]  # (Y, order [G, n], lo, hi) -> rows(Y, order[:, lo:hi])
     scatter_rows: Callable[[Any, Any, int], Any]  # (Y [G, n, F], t [G, n] in [0, R]) -> sums by t, [G, R, F]
     invert: Callable[[Any, int], Any]  # (t [G, n] in [0, R]) -> (src [G, R + 1], count [G, R + 1]): who lands where
 
@@ -157,7 +156,6 @@ NUMPY = Backend(
     ties_before=_np_ties_before,
     unpermute=_np_unpermute,
     rows=lambda Y, src: Y[np.arange(src.shape[0])[:, None], src],
-    rows_between=lambda Y, o, lo, hi: Y[np.arange(o.shape[0])[:, None], o[:, lo:hi]],
     scatter_rows=_np_scatter_rows,
     invert=_np_invert,
 )
@@ -233,7 +231,7 @@ def _torch_backend() -> Backend:
         G, n, F = Y.shape
         R = src.shape[1]
         if G == 1:
-            return Y.index_select(1, src[0])
+            return Y.index_select(1, src.squeeze(0))  # squeeze, not src[0]: no index to parse
         sg, si, sf = Y.stride()
         if sf == 1 or F == 1:
             if sg == 0:
@@ -244,13 +242,6 @@ def _torch_backend() -> Backend:
                 flat = torch.as_strided(Y, ((G - 1) * step + n, F), (si, 1), Y.storage_offset())
                 return flat.index_select(0, (torch.arange(G)[:, None] * step + src).reshape(-1)).view(G, R, F)
         return Y.reshape(G * n, F).index_select(0, (torch.arange(G)[:, None] * n + src).reshape(-1)).view(G, R, F)
-
-    def rows_between(Y: Any, o: Any, lo: int, hi: int) -> Any:
-        if o.shape[0] != 1:
-            return rows(Y, o[:, lo:hi])
-        # o[0, lo:hi] as one as_strided call (as in viewer): at B=1 indexing's parsing is most of the cost
-        idx = o.as_strided((hi - lo,), (1,), o.storage_offset() + lo) if o.is_contiguous() else o[0, lo:hi]
-        return Y.index_select(1, idx)
 
     def scatter_rows(Y: Any, t: Any, R: int) -> Any:
         G, n, F = Y.shape
@@ -293,7 +284,6 @@ def _torch_backend() -> Backend:
         ties_before=ties_before,
         unpermute=lambda o, values: torch.empty_like(values).scatter_(-1, o, values),
         rows=rows,
-        rows_between=rows_between,
         scatter_rows=scatter_rows,
         invert=invert,
     )

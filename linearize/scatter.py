@@ -95,11 +95,12 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
         P.note(G * Rn)
 
         plain_y, flat = not (reshape_y or broadcast_y), len(shape) == 3
+        ranks = xp.viewer((slice(None), slice(lo, hi)), (G, ni))  # o[:, lo:hi], planned as any view is
 
         def permutation(e: Any, y: Any, o: Any) -> Any:  # row r is the row of rank r: o[r]
             if o is None or (not my.finite and not xp.isfinite_all(y)):
                 return general(e, y)
-            out = xp.rows_between(y if plain_y else widen_y(y), o, lo, hi)
+            out = xp.rows(y if plain_y else widen_y(y), ranks(o))
             return out if flat else out.reshape(shape)
         return P.emit(permutation, [se, sy, order], meta)
     if G * Rn * ni * F <= ONEHOT_MAX:  # small: the (r, i) delta matrix times Y, as the evaluator sums it
