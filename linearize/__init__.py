@@ -6,31 +6,31 @@ Importing the package does not import torch or sympy; the parts that need them i
 from __future__ import annotations
 
 from . import programs
-from .build import (
-                    argsort,
-                    cat,
-                    complement,
-                    const,
-                    define,
-                    delta,
-                    gather,
-                    heaviside,
-                    index,
-                    kth_largest,
-                    kth_smallest,
-                    mean,
-                    rank_of,
-                    size,
-                    sizes,
-                    sort_by_key,
-                    stack_over,
-                    sum_over,
-                    tensor,
-                    topk,
+from .eval.compiled import Compiled, compile
+from .ir.build import (
+    argsort,
+    cat,
+    complement,
+    const,
+    define,
+    delta,
+    gather,
+    heaviside,
+    index,
+    kth_largest,
+    kth_smallest,
+    mean,
+    rank_of,
+    size,
+    sizes,
+    sort_by_key,
+    stack_over,
+    sum_over,
+    tensor,
+    topk,
 )
-from .evaluate import Compiled, compile
-from .ir import Affine, IRError, Node, Op, Sym
-from .program import InputError, Program, keep_rate_to_k, program
+from .ir.nodes import Affine, IRError, Node, Op, Sym
+from .ir.program import InputError, Program, keep_rate_to_k, program
 from .rewrite import Derivation, LinearizeError, linearize
 
 __all__ = [
@@ -77,11 +77,9 @@ def __getattr__(name: str) -> object:
     """`to_sympy` and `check` are loaded on first use, so that `import linearize` imports neither sympy nor
     hypothesis (nor torch)."""
     if name == "to_sympy":
-        from .sympy_bridge import to_sympy
+        from .show.sympy_bridge import to_sympy
         return to_sympy
     if name == "check":
-        import importlib
-        fn = importlib.import_module(".check", __name__).check
-        globals()["check"] = fn  # importing the submodule bound the module to this name: bind the function
-        return fn
+        from .verify.check import check
+        return check
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .ir import IRError
-    from .program import InputError
+    from .ir.nodes import IRError
+    from .ir.program import InputError
     from .programs import UnknownProgram
     try:
         args = build_parser().parse_args(argv)

@@ -15,10 +15,10 @@ from hypothesis import given
 
 import linearize as L
 from linearize import cat, define, delta, heaviside, index, mean, program, sizes, stack_over, sum_over, tensor
-from linearize.check import GRID, MAX_SIZES, TIE_UNITS, CheckResult, instances
 from linearize.cli import main
 from linearize.programs import get
 from linearize.reference import REFERENCES, evit, evit_stable, topk_stable
+from linearize.verify.check import GRID, MAX_SIZES, TIE_UNITS, CheckResult, instances
 
 check = L.check  # the lazy export
 

@@ -15,15 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import linearize as L
-from linearize.build import index, rank_of, sizes, stack_over, sum_over, tensor
 from linearize.cli import main
-from linearize.cost import COUNTS, cost
 from linearize.ir import Node, Op, Sym
-from linearize.passes import DEFAULT_PIPELINE, SEED_PIPELINE, SHARE, SHARED_PIPELINE, SIMPLIFY, STABLE_RANKS
-from linearize.program import program
+from linearize.ir.build import index, rank_of, sizes, stack_over, sum_over, tensor
+from linearize.ir.program import program
 from linearize.programs import get
 from linearize.reference import evit_stable
-from linearize.rewrite import run_pass
+from linearize.rewrite import DEFAULT_PIPELINE, SEED_PIPELINE, SHARE, SHARED_PIPELINE, SIMPLIFY, STABLE_RANKS, run_pass
+from linearize.verify.cost import COUNTS, cost
 
 
 class Run:
@@ -109,7 +108,7 @@ class Run:
 
 
 def _size_syms(n: Node) -> set[Sym]:
-    from linearize.program import _size_syms as syms
+    from linearize.ir.program import _size_syms as syms
     return syms(n)
 
 
@@ -176,7 +175,7 @@ def test_shared_rank_preserves_the_stable_rank(descending, keys):
 
 def test_shared_rank_does_not_fire_elsewhere():
     i, j = index("i", Nk), index("j", Nk)
-    from linearize.build import define, delta, heaviside
+    from linearize.ir.build import define, delta, heaviside
     num_greater = define("num_greater", i, sum_over(j, heaviside(KEY[j] - KEY[i])))
     jb = index("j", 0, i)
     other = tensor("other", Nk)

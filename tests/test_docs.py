@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from linearize.passes import ALL_RULES
+from linearize.rewrite import ALL_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

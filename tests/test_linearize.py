@@ -16,11 +16,11 @@ from hypothesis.extra import numpy as hnp
 
 from linearize import LinearizeError, compile, linearize
 from linearize.cli import main
-from linearize.form import is_linearized, ops_present
 from linearize.ir import Node, Op
-from linearize.passes import ALL_PASSES, MASKED_SUMS, SEED_PIPELINE, SELECT, SIMPLIFY, SORT
+from linearize.ir.form import is_linearized, ops_present
 from linearize.programs import get
 from linearize.reference import evit, evit_stable, topk, topk_stable
+from linearize.rewrite import ALL_PASSES, MASKED_SUMS, SEED_PIPELINE, SELECT, SIMPLIFY, SORT
 
 NAMES = ["evit", "topk"]
 REFERENCE = {"evit": {"official": evit, "stable": evit_stable}, "topk": {"official": topk, "stable": topk_stable}}

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import linearize as L
-from linearize import counting, scatter
-from linearize.planner import Planner
+from linearize.eval import counting, scatter
+from linearize.eval.planner import Planner
+from linearize.ir.printing import show
 from linearize.reference import evit, evit_stable, topk, topk_stable
 
 BACKENDS = ["numpy", "torch"]
@@ -87,7 +88,7 @@ def test_the_fast_path_is_taken_and_nothing_of_rank_x_token_x_channel_is_built()
     x, attn = evit_inputs(0, B, N, C, H, np.float32, False)
     f = L.compile(linearized("evit"), "numpy")
     plan = f.plan(x=x, attn=attn, k=k)
-    chosen = {L.printing.show(n): s for n, s in plan.strategies.items()}
+    chosen = {show(n): s for n, s in plan.strategies.items()}
     assert chosen["[sum<i < N>(delta(rank[i] - r) * x[i + 1]) for r in range(k)]"] == "scatter"
     assert chosen["sum<i < N>(heaviside(rank[i] - k + 1) * cls_attn[i] * x[i + 1])"] == "contract"
     assert chosen["num_greater[i] + sum<j < i>(delta(cls_attn[j] - cls_attn[i]))"] == "rank"  # one stable sort

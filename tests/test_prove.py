@@ -12,13 +12,23 @@ import pytest
 import torch
 
 import linearize as L
-from linearize.build import cat, define, delta, heaviside, index, mean, sizes, stack_over, sum_over, tensor
 from linearize.cli import main
-from linearize.passes import SEED_PIPELINE, SHARED_PIPELINE
-from linearize.program import InputError, Program, program
+from linearize.ir.build import cat, define, delta, heaviside, index, mean, sizes, stack_over, sum_over, tensor
+from linearize.ir.program import InputError, Program, program
 from linearize.programs import get
-from linearize.prove import ProveError, channel_generic, degree, fubini, prove, score_of, sides, split, weak_orderings
 from linearize.reference import REFERENCES
+from linearize.rewrite import SEED_PIPELINE, SHARED_PIPELINE
+from linearize.verify.prove import (
+    ProveError,
+    channel_generic,
+    degree,
+    fubini,
+    prove,
+    score_of,
+    sides,
+    split,
+    weak_orderings,
+)
 
 
 def brute_weak_orderings(n: int) -> set[tuple[int, ...]]:

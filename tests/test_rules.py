@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from linearize import compile
-from linearize.build import (
+from linearize.ir.build import (
     argsort,
     complement,
     const,
@@ -31,9 +31,8 @@ from linearize.build import (
     tensor,
     topk,
 )
-from linearize.passes import ALL_RULES, STABLE_RANKS
-from linearize.program import program
-from linearize.rewrite import Pass, run_pass
+from linearize.ir.program import program
+from linearize.rewrite import ALL_RULES, STABLE_RANKS, Pass, run_pass
 
 N, C, k = sizes("N C k")
 x, key = tensor("x", N, C), tensor("key", N)

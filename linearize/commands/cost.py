@@ -19,13 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import UsageError
-    from ..cost import COUNTS, CostError, cost, describe
-    from ..form import is_linearized
+    from ..ir.form import is_linearized
     from ..programs import get
     from ..rewrite import linearize
+    from ..verify.cost import COUNTS, CostError, cost, describe
 
     if args.k is None and args.n >= 1:
-        from ..program import keep_rate_to_k
+        from ..ir.program import keep_rate_to_k
         args.k = keep_rate_to_k(0.7, args.n)
     if min(args.n, args.k or 0, args.c, args.h) < 1 or args.k > args.n:
         raise UsageError(f"need N, C, H >= 1 and 1 <= k <= N, got N = {args.n}, k = {args.k}, C = {args.c}, "

@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..cli import UsageError
-    from ..evaluate import compile
-    from ..program import InputError, keep_rate_to_k
+    from ..eval.compiled import compile
+    from ..ir.program import InputError, keep_rate_to_k
     from ..programs import get
     from .forms import program_in_form, reference_fn, reference_name
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..program import Program
+from ..ir.program import Program
 
 FORMS = ("original", "linearized", "reference")
 # the keys of linearize.passes.PIPELINES, named here so that building the parser imports no passes
@@ -15,7 +15,7 @@ PIPELINE_HELP = ("the rewrite passes: default; shared, with one comparison per p
 
 
 def pipeline(name: str) -> tuple:
-    from ..passes import PIPELINES
+    from ..rewrite.pipelines import PIPELINES
     return PIPELINES[name]
 
 
@@ -31,14 +31,14 @@ def program_in_form(prog: Program, form: str) -> Program:
 def reference_name(prog: Program) -> str | None:
     """The torch reference a program is compared with: its meta's "reference" (evit-seed -> evit), else its
     own name; None when there is no such reference."""
-    from ..reference import REFERENCES
+    from ..verify.reference import REFERENCES
     name = prog.meta.get("reference", prog.name) if prog.meta else prog.name
     return name if name in REFERENCES else None
 
 
 def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
     from ..cli import UsageError
-    from ..reference import REFERENCES
+    from ..verify.reference import REFERENCES
     if name not in REFERENCES:
         raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(REFERENCES)}")
     return REFERENCES[name][variant]

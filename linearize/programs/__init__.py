@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from ..program import Program
+from ..ir.program import Program
 
 # name -> (module, factory, one-line summary); modules are imported only when asked for
 BUILTIN: dict[str, tuple[str, str, str]] = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..build import cat, complement, define, gather, index, mean, sizes, sum_over, tensor, topk
-from ..program import Program, program
+from ..ir.build import cat, complement, define, gather, index, mean, sizes, sum_over, tensor, topk
+from ..ir.program import Program, program
 
 
 def evit() -> Program:

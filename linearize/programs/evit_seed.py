@@ -19,8 +19,8 @@ largest), an unweighted sum of the tokens scoring above it, ranks with no tie-br
 
 from __future__ import annotations
 
-from ..build import cat, define, delta, heaviside, index, mean, sizes, stack_over, sum_over, tensor
-from ..program import Program, program
+from ..ir.build import cat, define, delta, heaviside, index, mean, sizes, stack_over, sum_over, tensor
+from ..ir.program import Program, program
 
 
 def evit_seed() -> Program:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..build import cat, define, gather, mean, sizes, tensor, topk
-from ..program import Program, program
+from ..ir.build import cat, define, gather, mean, sizes, tensor, topk
+from ..ir.program import Program, program
 
 
 def topk_pruning() -> Program:

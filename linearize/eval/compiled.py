@@ -1,0 +1,130 @@
+"""compile(): a program bound to a backend, planned once per size environment and called many times.
+
+The first call at new sizes (with a new batch size or dtype) plans the program (planner.py): a fixed list of
+vectorized steps, with contractions and comparison counts recognized (strategies.py) and the generic steps
+(planops.py) for the rest. Later calls at the same sizes check the inputs and run those steps. The node by
+node evaluator (generic.py) is the reference semantics, and stays available as `compile(..., planned=False)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..ir.nodes import Sym
+from ..ir.program import InputError, Program
+from .backends import get_backend
+from .generic import Evaluation, Val
+from .plan import Plan
+from .planner import Planner
+
+__all__ = ["Compiled", "Evaluation", "Val", "compile"]
+
+
+class Compiled:
+    """A program bound to a backend: call it with the inputs and sizes by name, f(x=..., attn=..., k=...).
+
+    The first call at a new size environment (sizes, batch size, dtype) plans the program (planner.py); later
+    calls at the same sizes run the plan's steps and nothing else. `planned=False` evaluates node by node
+    with `Evaluation` instead; `fast=False` plans without the strategies (the generic steps only).
+    """
+
+    def __init__(self, program: Program, backend: str = "numpy", *, planned: bool = True, fast: bool = True,
+                 cache_size: int = 32):
+        self.program = program
+        self.backend = get_backend(backend)
+        self.planned, self.fast, self.cache_size = planned, fast, cache_size
+        self._plans: dict[tuple, Plan] = {}
+        self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
+        self._given = program.given_sizes
+        self._allowed = frozenset(program.input_names) | frozenset(self._given)
+
+    def _check(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], tuple]:
+        """The inputs as this backend's arrays, the given sizes, and the plan cache key; raises on bad input."""
+        p, xp = self.program, self.backend
+        if not self._allowed.issuperset(kwargs):
+            unknown = set(kwargs) - self._allowed
+            raise InputError(f"{p.name} takes {', '.join(p.input_names + p.given_sizes)}; "
+                             f"unexpected {', '.join(sorted(unknown))}")
+        arrays: dict[str, Any] = {}
+        shapes, batch, dtype = [], None, None
+        convert, is_float, finite = xp.convert, xp.is_float, xp.isfinite_all
+        for name, rank, shape in self._inputs:  # plain loops and locals: this runs on every call
+            if name not in kwargs:
+                raise InputError(f"missing input array {name!r}")
+            try:
+                a = convert(kwargs[name])
+            except ValueError as e:
+                raise InputError(f"{name} {e}") from None
+            if a.ndim != rank + 1:
+                dims = ", ".join(["B", *(str(d) for d in shape)])
+                raise InputError(f"{name} must have rank {len(shape) + 1} ([{dims}]), got rank {a.ndim}")
+            if not is_float(a):
+                raise InputError(f"{name} must be a floating-point array, got {a.dtype}")
+            if not finite(a):
+                raise InputError(f"{name} contains NaN or infinite values")
+            sh = a.shape
+            if batch is None:
+                batch, dtype = sh[0], a.dtype
+            elif sh[0] != batch or a.dtype != dtype:
+                seen = [*arrays.items(), (name, a)]
+                raise InputError(f"batch sizes disagree: {', '.join(f'{k} has {b.shape[0]}' for k, b in seen)}"
+                                 if sh[0] != batch else
+                                 f"dtypes disagree: {', '.join(f'{k} is {b.dtype}' for k, b in seen)}")
+            arrays[name] = a
+            shapes.append(sh)
+        given = {}
+        for s in self._given:
+            if s in kwargs:
+                v = given[s] = kwargs[s]
+                if type(v) is not int:
+                    try:
+                        integral = not isinstance(v, bool | str | bytes) and float(v).is_integer()
+                    except (TypeError, ValueError):
+                        integral = False
+                    if not integral:
+                        raise InputError(f"size {s} must be an integer, got {v!r}")
+        key = (tuple(shapes), tuple([int(v) for v in given.values()]), dtype)
+        return arrays, given, key
+
+    def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
+        """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
+        arrays, given, _ = self._check(kwargs)
+        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+        return env, arrays, next(iter(arrays.values())).dtype
+
+    def plan(self, **kwargs: Any) -> Plan:
+        """The plan these inputs run with (made now if it is new): its steps, strategies and largest array."""
+        return self._plan(*self._check(kwargs))
+
+    def _plan(self, arrays: dict[str, Any], given: dict[str, Any], key: tuple) -> Plan:
+        plan = self._plans.get(key)
+        if plan is None:  # new sizes: bind them (which checks them), then plan
+            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+            first = next(iter(arrays.values()))
+            plan = Planner(self.backend, env, first.shape[0], first.dtype, fast=self.fast).plan(
+                self.program.active_root(env))
+            if len(self._plans) >= self.cache_size:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        return plan
+
+    def __call__(self, **kwargs: Any) -> Any:
+        if self.planned:  # the plan gives its output the batch axis
+            arrays, given, key = self._check(kwargs)
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._plan(arrays, given, key)
+            return plan.run(arrays)
+        env, arrays, dtype = self.prepare(kwargs)
+        out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
+        batch = next(iter(arrays.values())).shape[0]
+        if out.shape[0] != batch:
+            out = self.backend.broadcast_to(out, (batch, *out.shape[1:]))
+        return out
+
+
+def compile(program: Program, backend: str = "numpy", *, planned: bool = True,  # noqa: A001 - the public name
+            fast: bool = True) -> Compiled:
+    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array."""
+    return Compiled(program, backend, planned=planned, fast=fast)

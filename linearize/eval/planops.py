@@ -1,0 +1,313 @@
+"""The generic planned ops: for each IR op, the step the evaluator's computation becomes at fixed sizes.
+
+Each builder reads its operands' layouts (`Meta`), works out every reshape, permutation, index array and
+mask while planning, and emits a step that only calls array operations. The values are those of
+`generic.Evaluation`: elementwise ops broadcast over the union of the operands' index axes, a sum whose
+range depends on an outer variable is summed over the widest range and masked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ..ir.nodes import UNARY, Affine, Node, Op
+from ..ir.program import InputError
+from .einsum import lift
+from .generic import sort_axes
+from .plan import Meta, reshaper
+from .planner import Choice, Planner
+
+
+def broadcast(P: Planner, metas: list[Meta]) -> tuple[list[tuple[int, ...]], Meta]:
+    """The shapes that make values broadcast against each other (singleton axes inserted), and the result."""
+    axes = sort_axes(a for m in metas for a in m.axes)
+    rank = max(len(m.own) for m in metas)
+    shapes = [(m.batch, *(P.size(a) if a in m.axes else 1 for a in axes), *(1,) * (rank - len(m.own)), *m.own)
+              for m in metas]
+    top = tuple(max(d) for d in zip(*shapes))
+    kind = "int" if all(m.kind == "int" for m in metas) else "float"
+    return shapes, Meta(axes, top[1:1 + len(axes)], top[1 + len(axes):], top[0], kind, all(m.finite for m in metas))
+
+
+def permuter(P: Planner, perm: list[int]) -> Callable[[Any], Any] | None:
+    if perm == list(range(len(perm))):
+        return None
+    if P.xp.name == "torch":
+        return lambda a: a.permute(*perm)
+    return lambda a: a.transpose(perm)
+
+
+def chain(*fns: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    live = [f for f in fns if f is not None]
+    if not live:
+        return lambda a: a
+    if len(live) == 1:
+        return live[0]
+    def run(a: Any) -> Any:
+        for f in live:
+            a = f(a)
+        return a
+    return run
+
+
+# --- leaves -----------------------------------------------------------------------------------------------
+def _input(P: Planner, n: Node) -> int:
+    s = P.new(Meta((), (), P.own(n), P.batch, finite=True))  # the inputs are checked
+    P.inputs[n.arg[0]] = s
+    return s
+
+
+def _const(P: Planner, n: Node) -> int:
+    return P.constant(P.xp.asarray([n.arg], P.dtype), Meta((), (), (), 1, finite=math.isfinite(n.arg)))
+
+
+def _affine(P: Planner, n: Node) -> int:
+    data, axes = P.affine(n.arg)
+    return P.constant(data, Meta(axes, tuple(P.size(a) for a in axes), (), 1, "int", True))
+
+
+# --- elementwise ------------------------------------------------------------------------------------------
+def _unary(P: Planner, n: Node) -> int:
+    s = P.value(n.src[0])
+    m = P.metas[s]
+    return P.emit(P.xp.ops[n.op], [s], m if n.op is Op.NEG else replace(m, kind="float", finite=True))
+
+
+def _binary(P: Planner, n: Node) -> int:
+    ins = [P.value(s) for s in n.src]
+    a, b = ins
+    if n.op is Op.MUL and P.home[a] in P.flags and P.metas[b].kind == "float":  # bool * x is the 0/1 float * x
+        ins = [P.flags[P.home[a]], b]
+    elif n.op is Op.MUL and P.home[b] in P.flags and P.metas[a].kind == "float":
+        ins = [a, P.flags[P.home[b]]]
+    shapes, meta = broadcast(P, [P.metas[i] for i in ins])
+    meta = replace(meta, finite=False)  # may overflow
+    ins, (ra, rb) = P.shaped(ins, shapes)
+    return P.emit(lift(P.xp.ops[n.op], ra, rb), ins, meta)
+
+
+# --- indexing ---------------------------------------------------------------------------------------------
+def _index(P: Planner, n: Node) -> int:
+    xs = P.slots[n.src[0]]
+    mx, e, axis = P.metas[xs], n.src[1].arg, n.arg
+    dim = mx.own[axis]
+    P.check_range(e, dim, n)
+    idx, iaxes = P.affine(e)
+    flat = P.xp.clip(idx[0], 0, dim - 1)  # masked entries of a ragged sum may fall outside; they are zeroed later
+    pos = 1 + len(mx.axes) + axis
+    own = mx.own[:axis] + mx.own[axis + 1:]
+    idims = tuple(P.size(a) for a in iaxes)
+    if not set(mx.axes) & set(iaxes):
+        key: Any
+        values = [int(v) for v in flat.reshape(-1).tolist()]
+        if not iaxes:
+            key = values[0]
+        elif len(iaxes) == 1 and values == list(range(values[0] if values else 0, (values or [0])[0] + len(values))):
+            key = slice((values or [0])[0], (values or [0])[0] + len(values))  # consecutive rows: a view, no copy
+        else:
+            key = flat
+        head = (slice(None),) * pos
+        # x[key] puts the index axes where the indexed axis was; move them before the own axes, sorted
+        where = {a: 1 + k for k, a in enumerate(mx.axes)} | {a: pos + k for k, a in enumerate(iaxes)}
+        axes = sort_axes(mx.axes + iaxes)
+        rest = [p for p in range(1 + len(mx.axes), 1 + len(mx.axes) + len(mx.own) - 1 + len(iaxes))
+                if not pos <= p < pos + len(iaxes)]
+        perm = permuter(P, [0, *(where[a] for a in axes), *rest])
+        meta = Meta(axes, tuple(P.size(a) for a in axes), own, mx.batch, mx.kind, mx.finite)
+        if key == slice(0, dim) and perm is None:  # every row, in order: the same array
+            return P.alias(xs, meta)
+        if perm is None and not isinstance(key, slice | int):
+            return P.emit(lambda x: x[head + (key,)], [xs], meta)
+        if perm is None:
+            return view(P, xs, head + (key,), meta)
+        return P.emit(chain(lambda x: x[head + (key,)], perm), [xs], meta)
+    # x itself depends on a variable of the index: align both, then take along the axis
+    moved = Meta(mx.axes, mx.dims, own + (dim,), mx.batch, mx.kind)
+    ix = Meta(iaxes, idims, (1,), 1, "int")
+    (sx, si), meta = broadcast(P, [moved, ix])
+    ixr = flat.reshape(si)
+    xp = P.xp
+    return P.emit(lambda x: xp.take_along(xp.moveaxis(x, pos, -1).reshape(sx), ixr, -1)[..., 0], [xs],
+                  replace(meta, own=own, kind=mx.kind, finite=mx.finite))
+
+
+def _slice(P: Planner, n: Node) -> int:
+    xs = P.slots[n.src[0]]
+    mx = P.metas[xs]
+    axis, start, stop = n.arg
+    pos = 1 + len(mx.axes) + axis
+    a, b = start.value(P.env), stop.value(P.env)
+    if not 0 <= a <= b <= mx.shape[pos]:
+        from ..ir.printing import show
+        raise InputError(f"slice {a}:{b} out of range for an axis of size {mx.shape[pos]} in `{show(n)}`")
+    own = mx.own[:axis] + (b - a,) + mx.own[axis + 1:]
+    return view(P, xs, (slice(None),) * pos + (slice(a, b),), replace(mx, own=own))
+
+
+def _compose(k1: tuple, k2: tuple) -> tuple:
+    """The basic-indexing key (ints and unit-step slices) equal to applying k1, then k2."""
+    out = list(k1)
+    kept = [p for p, e in enumerate(k1) if isinstance(e, slice)]  # where each dim of x[k1] comes from
+    for d, e in enumerate(k2):
+        p = kept[d] if d < len(kept) else len(k1) + d - len(kept)
+        out += [slice(None)] * (p + 1 - len(out))
+        start = out[p].start or 0
+        out[p] = start + e if isinstance(e, int) else \
+            slice(start + (e.start or 0), out[p].stop if e.stop is None else start + e.stop)
+    return tuple(out)
+
+
+def view(P: Planner, xs: int, key: tuple, meta: Meta) -> int:
+    """x[key] for a key of ints and slices; a view of a view is taken from the first array in one step."""
+    src, first = P.views.get(P.home[xs], (xs, None))
+    if first is not None:
+        key = _compose(first, key)
+    s = P.emit(P.xp.viewer(key, P.metas[src].shape), [src], meta)
+    P.views[P.home[s]] = (src, key)
+    return s
+
+
+
+def _cat(P: Planner, n: Node) -> int:
+    ins = [P.slots[s] for s in n.src]
+    shapes, meta = broadcast(P, [P.metas[i] for i in ins])
+    pos = 1 + len(meta.axes) + n.arg
+    target = [max(d) for d in zip(*shapes)]
+    fulls = [tuple(target[:pos]) + (sh[pos],) + tuple(target[pos + 1:]) for sh in shapes]
+    xp = P.xp
+    prep = [(reshaper(P.metas[i].shape, sh), full if full != sh else None) for i, sh, full in zip(ins, shapes, fulls)]
+
+    def cat(*parts: Any) -> Any:
+        out = []
+        for p, (r, full) in zip(parts, prep):
+            p = p if r is None else r(p)
+            out.append(p if full is None else xp.broadcast_to(p, full))
+        return xp.concat(out, pos)
+
+    own = tuple(target[1 + len(meta.axes):pos]) + (sum(sh[pos] for sh in shapes),) + tuple(target[pos + 1:])
+    return P.emit(cat, ins, replace(meta, own=own, kind=P.metas[ins[0]].kind))
+
+
+def _mean(P: Planner, n: Node) -> int:
+    xs = P.slots[n.src[0]]
+    mx = P.metas[xs]
+    pos, xp = 1 + len(mx.axes) + n.arg, P.xp
+    # sum, then divide by the count as an array of the dtype: the library's mean to the bit for float32/64
+    # (tests/test_evaluate.py); half precision means accumulate wider, so those call the library's mean
+    d = xp.asarray(mx.own[n.arg], P.dtype) if str(P.dtype).endswith(("float32", "float64")) else None
+    own = mx.own[:n.arg] + mx.own[n.arg + 1:]
+    return P.emit(lambda x: xp.mean(x, pos, d), [xs], replace(mx, own=own, finite=False))
+
+
+# --- sums and comprehensions ------------------------------------------------------------------------------
+def ragged_mask(P: Planner, v: Any) -> tuple[Any, Meta]:
+    """lo(outer) <= v < hi(outer) as a 0/1 array over v and the outer variables its bounds use."""
+    iv, lo, hi = (P.affine(a) for a in (Affine.of(v), v.lo, v.hi))
+    metas = [Meta(ax, tuple(P.size(a) for a in ax), (), 1, "int") for _, ax in (iv, lo, hi)]
+    shapes, meta = broadcast(P, metas)
+    a, b, c = (d.reshape(sh) for (d, _), sh in zip((iv, lo, hi), shapes))
+    return (a >= b) & (a < c), meta
+
+
+def _binder(P: Planner, n: Node) -> int:
+    v = n.arg
+    bs = P.slots[n.src[0]]
+    mb = P.metas[bs]
+    lo, hi = P.extent(v)
+    xp = P.xp
+    pre = None
+    if v not in mb.axes:  # the body does not use v: give it the axis
+        axes = sort_axes((*mb.axes, v))
+        p = 1 + axes.index(v)
+        shape = mb.shape[:p] + (1,) + mb.shape[p:]
+        full = mb.shape[:p] + (hi - lo,) + mb.shape[p:]
+        pre = (lambda a: a.reshape(shape)) if hi - lo == 1 else (lambda a: xp.broadcast_to(a.reshape(shape), full))
+        mb = replace(mb, axes=axes, dims=tuple(P.size(a) for a in axes))
+    body = chain(pre)
+    pos = 1 + mb.axes.index(v)
+    rest = tuple(a for a in mb.axes if a != v)
+    dims = tuple(P.size(a) for a in rest)
+    if n.op is Op.STACK:  # v's axis becomes the first own axis
+        out = replace(mb, axes=rest, dims=dims, own=(hi - lo, *mb.own))
+        order = [d for d in range(len(mb.shape)) if d != pos]
+        order.insert(len(mb.axes), pos)
+        move = permuter(P, order)
+        if pre is None and move is None:
+            return P.alias(bs, out)
+        if pre is not None and hi - lo == 1:  # a unit axis put in place: one reshape
+            return P.reshape(bs, out)
+        return P.emit(chain(pre, move), [bs], out)
+    if v.lo.vars or v.hi.vars:  # ragged: mask to lo(outer) <= v < hi(outer)
+        mask, mm = ragged_mask(P, v)
+        (sd, sm), meta = broadcast(P, [mb, mm])
+        m = mask.reshape(sm)
+        rd = chain(body, reshaper(mb.shape, sd))
+        at = 1 + meta.axes.index(v)
+        out = Meta(tuple(a for a in meta.axes if a != v), meta.dims[:at - 1] + meta.dims[at:], meta.own, meta.batch,
+                   mb.kind, False)
+        return P.emit(lambda a: xp.sum(xp.where(m, rd(a), 0), at), [bs], out)
+    return P.emit(lambda a: xp.sum(body(a), pos), [bs], Meta(rest, dims, mb.own, mb.batch, mb.kind, False))
+
+
+# --- data-dependent ops (the original programs) ---------------------------------------------------------
+def _rows(xp: Any, X: Any, idx: Any) -> Any:
+    """X[b, idx[b, m]] for every batch b: X (B, n, *rest), idx (B, m) -> (B, m, *rest)."""
+    return xp.take_along(X, idx.reshape(idx.shape + (1,) * (X.ndim - 2)), 1)
+
+
+def _data_dependent(P: Planner, n: Node) -> int:
+    xp, ins = P.xp, [P.slots[s] for s in n.src]
+    metas = [P.metas[i] for i in ins]
+    batch = max(m.batch for m in metas)
+    desc = n.arg
+    fn: Callable[..., Any]
+    kind = "int"
+    if n.op is Op.ARGSORT:
+        fn = lambda key: xp.argsort(key, desc)
+    elif n.op is Op.RANK:
+        dtype, kind = P.dtype, "float"
+        fn = lambda key: xp.to_dtype(xp.argsort(xp.argsort(key, desc), False), dtype)
+    elif n.op is Op.SORT_BY_KEY:
+        fn, kind = (lambda X, key: _rows(xp, X, xp.argsort(key, desc))), metas[0].kind
+    elif n.op is Op.TOPK:
+        k = desc.value(P.env)
+        fn = lambda key: xp.argsort(key, True)[:, :k]
+    elif n.op is Op.GATHER:
+        fn, kind = (lambda X, idx: _rows(xp, X, idx)), metas[0].kind
+    elif n.op is Op.COMPLEMENT:
+        total = desc.value(P.env)
+        ar = xp.arange(0, total).reshape(1, 1, total)
+        # sort a 0/1 "selected" flag stably: the unselected indices come first, in ascending order
+        fn = lambda idx: xp.argsort((ar == idx[:, :, None]).sum(1), False)[:, : total - idx.shape[1]]
+    else:  # KTH
+        r = n.src[2].arg
+        P.check_range(r, metas[1].own[0], n)
+        ranks, raxes = P.affine(r)
+        flat, rshape = ranks.reshape(-1), ranks.shape[1:]
+        kind = metas[0].kind
+
+        def fn(X: Any, key: Any, _r: Any) -> Any:
+            rows = _rows(xp, X, xp.argsort(key, desc)[:, flat])
+            return rows.reshape((rows.shape[0], *rshape, *X.shape[2:]))
+        return P.emit(fn, ins, Meta(raxes, tuple(P.size(a) for a in raxes), metas[0].own[1:], batch, kind,
+                                    metas[0].finite))
+    finite = metas[0].finite if n.op in (Op.SORT_BY_KEY, Op.GATHER) else True
+    return P.emit(fn, ins, replace(P.layout(n, batch, kind), axes=(), dims=(), finite=finite))
+
+
+_GENERIC: dict[Op, Callable[[Planner, Node], int]] = {
+    Op.INPUT: _input, Op.CONST: _const, Op.AFFINE: _affine, Op.INDEX: _index, Op.SLICE: _slice, Op.CAT: _cat,
+    Op.SUM: _binder, Op.STACK: _binder, Op.DEF: lambda P, n: P.slots[n.src[0]], Op.MEAN: _mean,
+    **{op: _unary for op in UNARY}, **{op: _binary for op in (Op.ADD, Op.SUB, Op.MUL, Op.DIV)},
+    **{op: _data_dependent for op in (Op.ARGSORT, Op.RANK, Op.SORT_BY_KEY, Op.TOPK, Op.GATHER, Op.COMPLEMENT,
+                                      Op.KTH)},
+}
+
+
+def generic(n: Node) -> Choice:
+    """Plan n from all its operands, as the evaluator computes it."""
+    build = _GENERIC[n.op]
+    return list(n.src), lambda P: build(P, n)

@@ -1,0 +1,199 @@
+"""A Program: named inputs, one output node, the sizes' ranges and size-level early returns."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .build import as_affine
+from .nodes import Affine, IRError, Node, Op, Sym
+from .printing import Printer, definitions, show_definition
+
+
+class InputError(ValueError):
+    """Inputs or sizes that do not fit the program: the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """lo <= size <= hi, checked before every evaluation."""
+
+    size: Sym
+    lo: Affine
+    hi: Affine
+
+
+@dataclass(frozen=True)
+class EarlyReturn:
+    """if lhs == rhs: return value -- a condition on sizes only, so it is not data-dependent."""
+
+    lhs: Affine
+    rhs: Affine
+    value: Node
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    inputs: tuple[Node, ...]
+    output: Node
+    constraints: tuple[Constraint, ...] = ()
+    early_returns: tuple[EarlyReturn, ...] = ()
+    features: tuple[str, ...] = ("x",)  # inputs the output must be linear in, once scores are fixed
+    doc: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [n.arg[0] for n in self.inputs]
+        for n in self.inputs:
+            if n.op is not Op.INPUT:
+                raise IRError(f"program {self.name}: inputs must be tensor() nodes")
+        if len(set(names)) != len(names):
+            raise IRError(f"program {self.name}: duplicate input names {names}")
+        for root in self.roots():
+            if root.free:
+                unbound = ", ".join(sorted(v.name for v in root.free))
+                raise IRError(f"program {self.name}: unbound index variable(s) {unbound} in the output")
+            for n in root.toposort():
+                if n.op is Op.INPUT and n not in self.inputs:
+                    raise IRError(f"program {self.name} uses tensor {n.arg[0]} that is not among its inputs")
+        for e in self.early_returns:
+            if e.value.shape and len(e.value.shape) != len(self.output.shape):
+                raise IRError(f"program {self.name}: early return has rank {len(e.value.shape)}, "
+                              f"the output rank {len(self.output.shape)}")
+        derivable = {s for n in self.inputs for d in n.arg[1] for s in d.syms}
+        for root in self.roots():
+            for n in root.toposort():
+                for s in _size_syms(n):
+                    if s not in derivable and s not in {c.size for c in self.constraints}:
+                        raise IRError(f"program {self.name}: size {s.name} is neither an input dimension "
+                                      "nor given a range with sizes=")
+
+    def roots(self) -> tuple[Node, ...]:
+        return (self.output, *(e.value for e in self.early_returns))
+
+    def with_output(self, output: Node, **changes: Any) -> Program:
+        return replace(self, output=output, **changes)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(n.arg[0] for n in self.inputs)
+
+    @property
+    def given_sizes(self) -> tuple[str, ...]:
+        """Sizes the caller passes (like k), as opposed to those read off the input shapes."""
+        derivable = {s for n in self.inputs for d in n.arg[1] for s in d.syms}
+        return tuple(c.size.name for c in self.constraints if c.size not in derivable)
+
+    def bind_sizes(self, shapes: Mapping[str, tuple[int, ...]], given: Mapping[str, int]) -> dict[Sym, int]:
+        """Read sizes off the (unbatched) input shapes, check they agree, and check every range."""
+        env: dict[Sym, int] = {}
+        for c in self.constraints:
+            if c.size.name in given:
+                env[c.size] = int(given[c.size.name])
+        pending = [(name, axis, d) for n in self.inputs for name in [n.arg[0]]
+                   for axis, d in enumerate(n.arg[1])]
+        for _ in range(len(pending) + 1):
+            progress = False
+            for name, axis, d in list(pending):
+                actual = shapes[name][axis]
+                unknown = [s for s in d.syms if s not in env]
+                if not unknown:
+                    expected = d.value(env)
+                    if expected != actual:
+                        raise InputError(f"shapes disagree: {name} axis {axis} has size {actual}, "
+                                         f"expected {d} = {expected} from the other inputs")
+                    pending.remove((name, axis, d))
+                    progress = True
+                elif len(unknown) == 1 and abs(d.coeff(unknown[0])) == 1:
+                    s = unknown[0]
+                    value = (actual - (d - Affine(((s, d.coeff(s)),))).value(env)) * d.coeff(s)
+                    if value < 0:
+                        raise InputError(f"{name} axis {axis} has size {actual}, too small for {d}")
+                    env[s] = value
+                    progress = True
+            if not progress:
+                break
+        if pending:
+            name, axis, d = pending[0]
+            raise InputError(f"cannot determine size {d} of {name} axis {axis}")
+        for c in self.constraints:
+            if c.size not in env:
+                raise InputError(f"size {c.size.name} is required (e.g. --{c.size.name} or {c.size.name}=...)")
+            lo, hi, v = c.lo.value(env), c.hi.value(env), env[c.size]
+            if not lo <= v <= hi:
+                raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi} "
+                                 f"({c.lo} = {lo}, {c.hi} = {hi}), got {c.size.name} = {v}")
+        return env
+
+    def active_root(self, env: Mapping[Sym, int]) -> Node:
+        for e in self.early_returns:
+            if e.lhs.value(dict(env)) == e.rhs.value(dict(env)):
+                return e.value
+        return self.output
+
+    def signature(self) -> str:
+        ins = ", ".join(f"{n.arg[0]}: [{', '.join(str(d) for d in n.arg[1])}]" for n in self.inputs)
+        cons = ", ".join(f"{c.size.name}: {c.lo} <= {c.size.name} <= {c.hi}" for c in self.constraints)
+        out = ", ".join(str(d) for d in self.output.shape)
+        return f"def {self.name}({ins}{', ' + cons if cons else ''}) -> [{out}]:"
+
+    def __str__(self) -> str:
+        p = Printer()
+        lines = [self.signature()]
+        for e in self.early_returns:
+            lines.append(f"    if {e.lhs} == {e.rhs}: return {p.show(e.value)}")
+        for d in definitions(self.output):
+            lines.append("    " + show_definition(p, d))
+        lines.append(f"    return {p.show(self.output)}")
+        return "\n".join(lines)
+
+    def _repr_latex_(self) -> str:
+        from ..show.sympy_bridge import program_latex
+        return program_latex(self)
+
+
+def _size_syms(n: Node) -> set[Sym]:
+    found: set[Sym] = set()
+
+    def visit(a: Any) -> None:
+        if isinstance(a, Affine):
+            for s in a.syms:
+                if s.kind == "size":
+                    found.add(s)
+                else:
+                    visit(s.lo)
+                    visit(s.hi)
+        elif isinstance(a, Sym):
+            visit(Affine.of(a))
+        elif isinstance(a, tuple):
+            for x in a:
+                visit(x)
+
+    visit(n.arg)
+    for d in n.shape:
+        visit(d)
+    return found
+
+
+def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
+            sizes: Mapping[Node, tuple[Any, Any]] | None = None,
+            early_returns: list[tuple[Any, Any, Node]] | None = None,
+            features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None) -> Program:
+    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
+    meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to."""
+    cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi))
+                 for s, (lo, hi) in (sizes or {}).items())
+    early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
+    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}))
+
+
+def keep_rate_to_k(keep_rate: float, n: int) -> int:
+    """The official EViT conversion: left_tokens = ceil(keep_rate * (number of non-CLS tokens))."""
+    if math.isnan(keep_rate) or not 0 < keep_rate <= 1:
+        raise InputError(f"keep rate must be in (0, 1], got {keep_rate}")
+    if n < 1:
+        raise InputError(f"n must be >= 1, got {n}")
+    return math.ceil(keep_rate * n)

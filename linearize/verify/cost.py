@@ -1,0 +1,213 @@
+"""Operation counts on the IR of a linearized form, as SymPy formulas in the sizes.
+
+    c = cost(linearize(get("evit"), SHARED_PIPELINE).result)
+    c.formulas["comparisons"]          # N*(N - 1)/2
+    c.at(N=196, k=138, C=768, H=12)    # {"comparisons": 19110, "rank_tests": ..., ...}
+
+Every node is counted once (nodes are interned, so a shared definition is one node), at each point of its free
+index variables -- nested ranges, so a ragged sum<j < i> counts N(N - 1)/2 points -- times its own elements. A
+table (a definition stacked over its indices) counts only the entries its uses read, when every use reads the same
+set of entries. What counts as what:
+
+- comparison: heaviside or delta of a data value (a difference of two scores); its subtraction is part of it;
+- rank test: heaviside or delta of an integer count (a rank, made of comparisons) against an index expression;
+- multiplication: `*` and `/`, and the 1/L of a mean;
+- addition: `+` and `-`, a sum of L terms (L - 1 additions; none when its range is empty), a mean over L (L - 1).
+Index arithmetic (sizes, index variables) is free: it is known before any data is. The k == N early return is
+not counted (it does nothing).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+from ..ir.nodes import DATA_DEPENDENT, Affine, Node, Op, Sym
+from ..ir.program import Program
+from ..rewrite.engine import nonneg
+
+COUNTS = ("comparisons", "rank_tests", "multiplications", "additions")
+
+
+class CostError(ValueError):
+    """The program still has data-dependent ops: count its linearized form."""
+
+
+@dataclass
+class Cost:
+    program: str
+    formulas: dict[str, sp.Expr]  # by COUNTS
+    sizes: dict[str, sp.Symbol]
+
+    def at(self, **sizes: int) -> dict[str, int]:
+        """The counts at the given sizes (every size the formulas use)."""
+        env = {self.sizes[name]: value for name, value in sizes.items() if name in self.sizes}
+        out = {}
+        for name, f in self.formulas.items():
+            value = f.xreplace(env)
+            if not value.is_number:
+                missing = ", ".join(sorted(str(s) for s in value.free_symbols))
+                raise ValueError(f"size {missing} has no value")
+            out[name] = int(value)
+        return out
+
+
+class _Counter:
+    def __init__(self, program: Program):
+        self.program = program
+        self.sizes: dict[str, sp.Symbol] = {}
+        self.vars: dict[Sym, sp.Symbol] = {}
+
+    def sym(self, s: Sym) -> sp.Symbol:
+        if s.kind == "size":
+            return self.sizes.setdefault(s.name, sp.Symbol(s.name, integer=True, positive=True))
+        return self.vars.setdefault(s, sp.Symbol(f"{s.name}_{len(self.vars)}", integer=True))
+
+    def expr(self, a: Affine) -> sp.Expr:
+        return sp.Integer(a.const) + sum((c * self.sym(s) for s, c in a.terms), sp.Integer(0))
+
+    def widest(self, a: Affine, keep: frozenset[Sym], upper: bool) -> Affine:
+        """a with the index variables outside `keep` replaced by their extreme values (innermost first)."""
+        for _ in range(64):
+            out = sorted(a.vars - keep, key=Sym.sort_key)
+            if not out:
+                return a
+            inner = next(v for v in out if not any(v in (w.lo.vars | w.hi.vars) for w in out if w != v))
+            a = a.subs({inner: inner.hi - 1 if (a.coeff(inner) > 0) == upper else inner.lo})
+        raise ValueError(f"cyclic index ranges in {a}")
+
+    def ranges(self, free: frozenset[Sym]) -> dict[Sym, tuple[Affine, Affine]]:
+        return {v: (self.widest(v.lo, free, False), self.widest(v.hi, free, True)) for v in free}
+
+    def points(self, ranges: dict[Sym, tuple[Affine, Affine]]) -> sp.Expr:
+        """The number of points of nested ranges (each range may use the others', outermost first)."""
+        todo, total = dict(ranges), sp.Integer(1)
+        while todo:  # sum out a variable no remaining range refers to
+            v = next(v for v in sorted(todo, key=Sym.sort_key)
+                     if not any(v in (lo.vars | hi.vars) for w, (lo, hi) in todo.items() if w != v))
+            lo, hi = todo.pop(v)
+            total = sp.summation(total, (self.sym(v), self.expr(lo), self.expr(hi) - 1))
+        return sp.expand(total)
+
+    def elements(self, n: Node) -> sp.Expr:
+        return sp.Mul(*(self.expr(d) for d in n.shape))
+
+    def nonempty(self, n: Node) -> sp.Expr:
+        """Points of a sum's free variables where its range is not empty."""
+        v, ranges = n.arg, self.ranges(n.free)
+        length = v.hi - v.lo
+        if len(length.vars) == 1:
+            (u,) = length.vars
+            c, lo, hi = length.coeff(u), *ranges[u]
+            if c == 1 and not (length - Affine.of(u)).vars:  # u >= 1 - rest
+                bound_ = Affine.of(1) - (length - Affine.of(u))
+                ranges[u] = (bound_ if nonneg(bound_ - lo, self.program) else lo, hi)
+            elif c == -1 and not (length + Affine.of(u)).vars:  # u <= rest - 1, i.e. u < rest
+                bound_ = length + Affine.of(u)
+                ranges[u] = (lo, bound_ if nonneg(hi - bound_, self.program) else hi)
+        return self.points(ranges)
+
+
+def _demands(c: _Counter, nodes: list[Node], users: dict[Node, list[Node]]) -> dict[Node, sp.Expr]:
+    """For a table d[s1, ..., sr] read only by full index chains that all read the same entries: the number of
+    entries read, for the nodes of its body that depend on exactly its indices."""
+    out: dict[Node, sp.Expr] = {}
+    for d in (n for n in nodes if n.op is Op.DEF):
+        stacks, body = [], d.src[0]
+        while body.op is Op.STACK:
+            stacks.append(body.arg)
+            body = body.src[0]
+        chains = [u for u in users[d]]
+        for _ in stacks[1:]:
+            chains = [w for u in chains if u.op is Op.INDEX and u.arg == 0 for w in users[u]]
+        if not stacks or not chains or any(u.op is not Op.INDEX or u.arg != 0 for u in chains):
+            continue
+        images = [_image(u, len(stacks)) for u in chains]
+        if any(im is None for im in images) or not all(_same(c.program, images[0], im) for im in images[1:]):
+            continue
+        count = c.points(c.ranges(frozenset(images[0])))
+        outside = set(_reachable(nodes[-1], d))
+        for n in body.toposort():
+            if n.free == frozenset(stacks) and n not in outside:
+                out[n] = count
+    return out
+
+
+def _image(u: Node, r: int) -> list[Sym] | None:
+    """The variables a full index chain d[v1]...[vr] reads the table at, when they are distinct plain variables."""
+    idx = []
+    for _ in range(r):
+        a: Affine = u.src[1].arg
+        if len(a.terms) != 1 or a.const or a.terms[0][1] != 1 or a.terms[0][0].kind != "var":
+            return None
+        idx.append(a.terms[0][0])
+        u = u.src[0]
+    idx.reverse()
+    return idx if len(set(idx)) == r else None
+
+
+def _same(program: Program, a: list[Sym], b: list[Sym]) -> bool:
+    """Whether two chains read the same entries: each one's range constraints hold on the other's points."""
+    def holds(x: list[Sym], y: list[Sym]) -> bool:  # y's constraints, at x's points
+        to_x = {v: Affine.of(w) for v, w in zip(y, x)}
+        return all(v.lo.vars <= set(y) and v.hi.vars <= set(y) and nonneg(Affine.of(w) - v.lo.subs(to_x), program)
+                   and nonneg(v.hi.subs(to_x) - 1 - Affine.of(w), program) for v, w in zip(y, x))
+    return holds(a, b) and holds(b, a)
+
+
+def _reachable(root: Node, leaf: Node) -> list[Node]:
+    """Nodes reachable from root without entering `leaf`."""
+    seen: dict[Node, None] = {}
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen[n] = None
+            stack.extend(s for s in n.src if s is not leaf)
+    return list(seen)
+
+
+def cost(program: Program) -> Cost:
+    """The counts of a linearized program (see the module docstring for what counts as what)."""
+    nodes = program.output.toposort()
+    bad = [n for n in nodes if n.op in DATA_DEPENDENT]
+    if bad:
+        raise CostError(f"{program.name} is not linearized ({bad[0].op.name.lower()} remains): count linearize(...)")
+    c = _Counter(program)
+    users: dict[Node, list[Node]] = defaultdict(list)
+    data, integer = set(), {}
+    for n in nodes:
+        for s in n.src:
+            users[s].append(n)
+        if n.op is Op.INPUT or any(s in data for s in n.src):
+            data.add(n)
+        integer[n] = (n.op in (Op.AFFINE, Op.HEAVISIDE, Op.DELTA) or (n.op is Op.CONST and float(n.arg).is_integer())
+                      or (n.op not in (Op.INPUT, Op.CONST, Op.MEAN, Op.DIV) and all(integer[s] for s in n.src)))
+    demand = _demands(c, nodes, users)
+    counts = dict.fromkeys(COUNTS, sp.Integer(0))
+    for n in (n for n in nodes if n in data):
+        each = demand.get(n) if n in demand else c.points(c.ranges(n.free))
+        each = each * c.elements(n)
+        if n.op in (Op.HEAVISIDE, Op.DELTA):
+            counts["rank_tests" if integer[n.src[0]] else "comparisons"] += each
+        elif n.op in (Op.MUL, Op.DIV):
+            counts["multiplications"] += each
+        elif n.op in (Op.ADD, Op.SUB) and not all(u.op in (Op.HEAVISIDE, Op.DELTA) for u in users[n]):
+            counts["additions"] += each
+        elif n.op is Op.SUM:
+            terms = c.points(c.ranges(n.free | {n.arg}))
+            counts["additions"] += (terms - c.nonempty(n)) * c.elements(n)
+        elif n.op is Op.MEAN:
+            length = c.expr(n.src[0].shape[n.arg])
+            counts["additions"] += each * (length - 1)
+            counts["multiplications"] += each
+    return Cost(program.name, {k: sp.factor(sp.expand(v)) for k, v in counts.items()}, c.sizes)
+
+
+def describe(result: Cost, values: dict[str, int]) -> dict[str, Any]:
+    """JSON-ready: the counts at the given sizes, and the formulas as text."""
+    return {"program": result.program, "sizes": values, **result.at(**values),
+            "formulas": {k: str(v) for k, v in result.formulas.items()}}
