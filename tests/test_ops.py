@@ -29,6 +29,7 @@ SAMPLES: dict[Op, Node] = {
     Op.HEAVISIDE: L.heaviside(key - key[0]), Op.DELTA: L.delta(key - key[0]),
     Op.INDEX: x[1], Op.SLICE: x[1:], Op.CAT: L.cat(x, x[0:1]), Op.SUM: L.sum_over(j, x[j]),
     Op.STACK: L.stack_over(i, key[i] * 2.0), Op.DEF: L.define("twice", key * 2.0), Op.MEAN: L.mean(x, axis=1),
+    Op.AMAX: L.amax(x, axis=0),
     Op.ARGSORT: L.gather(x, L.argsort(key, descending=True)), Op.SORT_BY_KEY: L.sort_by_key(x, key),
     Op.TOPK: L.gather(x, idx), Op.GATHER: L.gather(x, L.complement(idx, N)),
     Op.COMPLEMENT: L.gather(key, L.complement(idx, N)), Op.KTH: L.kth_largest(x, key, 1),
@@ -44,7 +45,8 @@ def oracle(op: Op, xv: np.ndarray, kv: np.ndarray, kk: int) -> np.ndarray:
         Op.INPUT: xv, Op.CONST: 2.5 * kv, Op.AFFINE: np.arange(len(kv), dtype=float), Op.ADD: xv + kv[0],
         Op.SUB: xv - kv[1], Op.MUL: xv * 3, Op.DIV: xv / 4, Op.NEG: -xv, Op.HEAVISIDE: (kv > kv[0]) * 1.0,
         Op.DELTA: (kv == kv[0]) * 1.0, Op.INDEX: xv[1], Op.SLICE: xv[1:], Op.CAT: np.concatenate([xv, xv[:1]]),
-        Op.SUM: xv.sum(0), Op.STACK: kv * 2, Op.DEF: kv * 2, Op.MEAN: xv.mean(1), Op.ARGSORT: xv[desc],
+        Op.SUM: xv.sum(0), Op.STACK: kv * 2, Op.DEF: kv * 2, Op.MEAN: xv.mean(1), Op.AMAX: xv.max(0),
+        Op.ARGSORT: xv[desc],
         Op.SORT_BY_KEY: xv[asc], Op.TOPK: xv[desc[:kk]], Op.GATHER: xv[rest], Op.COMPLEMENT: kv[rest],
         Op.KTH: xv[desc[1]], Op.RANK: np.argsort(desc).astype(float),
     }[op]
