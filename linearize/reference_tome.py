@@ -7,7 +7,8 @@ Conventions: ``x`` is [B, T, C] with row 0 the CLS token; ``metric`` is [B, T, c
 averaged over the heads, ``k.mean(1)``); ``size`` is [B, T, 1], the number of original tokens each row stands for
 (ones at the first merging layer); ``r`` is the number of tokens to remove. The result is ``(x', size')``, both
 with ``T - r'`` rows where ``r' = min(r, (T - 1) // 2)``: the unmerged even rows (CLS first, in index order) then
-every odd row (each the size-weighted average of itself and the even rows merged into it).
+every odd row (each the size-weighted average of itself and the even rows merged into it). ``r == 0`` returns
+``(x, size)``; an ``r > 0`` clipped to 0 returns ``((x * size) / size, size)``, as the official block does.
 
 ``tome`` reproduces the official code path, including its ``argsort(descending=True)`` over the edge weights,
 which orders tied weights arbitrarily. ``tome_stable`` sorts them stably (lower even-row index first among equal
@@ -54,8 +55,8 @@ def _as_int(value: int, name: str) -> int:
         raise ValueError(f"{name} must be an int, got {value!r}") from None
 
 
-def _check(x: Tensor, metric: Tensor, size: Tensor, r: int) -> int:
-    """Validate the inputs; return the clipped ``r``."""
+def _check(x: Tensor, metric: Tensor, size: Tensor, r: int) -> tuple[int, int]:
+    """Validate the inputs; return ``r`` as asked for and as clipped by :func:`tome_r`."""
     for name, tensor, shape in (("x", x, "[B, T, C]"), ("metric", metric, "[B, T, c]"), ("size", size, "[B, T, 1]")):
         if not isinstance(tensor, Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
@@ -71,7 +72,8 @@ def _check(x: Tensor, metric: Tensor, size: Tensor, r: int) -> int:
     if not all(t.dtype.is_floating_point for t in (x, metric, size)) or not x.dtype == metric.dtype == size.dtype:
         raise ValueError(f"x, metric and size must share one floating dtype, got {x.dtype}, {metric.dtype} and "
                          f"{size.dtype}")
-    r = tome_r(r, x.shape[1])
+    r = _as_int(r, "r")
+    clipped = tome_r(r, x.shape[1])
     for name, tensor in (("x", x), ("metric", metric), ("size", size)):
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"{name} must be finite (found NaN or inf)")
@@ -80,7 +82,7 @@ def _check(x: Tensor, metric: Tensor, size: Tensor, r: int) -> int:
     norm = metric.norm(dim=-1)
     if not bool(((norm > 0) & torch.isfinite(norm)).all()):
         raise ValueError("every metric row must have a finite nonzero L2 norm")
-    return r
+    return r, clipped
 
 
 def _tome(x: Tensor, metric: Tensor, size: Tensor, r: int, stable: bool) -> tuple[Tensor, Tensor]:
@@ -108,25 +110,31 @@ def _tome(x: Tensor, metric: Tensor, size: Tensor, r: int, stable: bool) -> tupl
     return merge(x * size) / new_size, new_size
 
 
+def _dispatch(x: Tensor, metric: Tensor, size: Tensor, r: int, stable: bool) -> tuple[Tensor, Tensor]:
+    """Validate, then the official block's three cases: no merge, ``merge_wavg(do_nothing)``, a real merge."""
+    asked, r = _check(x, metric, size, r)
+    if asked == 0:
+        return x, size
+    if r == 0:
+        return (x * size) / size, size
+    return _tome(x, metric, size, r, stable=stable)
+
+
 def tome(x: Tensor, metric: Tensor, size: Tensor, r: int) -> tuple[Tensor, Tensor]:
     """Official ToMe merge: ``merge_wavg(bipartite_soft_matching(metric, r, class_token=True)[0], x, size)``.
 
-    Returns ``(x', size')``, [B, T - r', C] and [B, T - r', 1] with ``r' = tome_r(r, T)``; when ``r' == 0`` the
-    official block skips merging and ``(x, size)`` are returned unchanged. Unmerged rows come back as
-    ``(x * size) / size``, which can differ from ``x`` in the last bit when ``size`` is not a power of two.
+    Returns ``(x', size')``, [B, T - r', C] and [B, T - r', 1] with ``r' = tome_r(r, T)``. Unmerged rows come back
+    as ``(x * size) / size``, which can differ from ``x`` in the last bit when ``size`` is not a power of two. The
+    official block merges only when ``r > 0`` (``if r > 0:``, before clipping): ``r == 0`` returns ``(x, size)``
+    unchanged, while an ``r > 0`` clipped to 0 (T <= 2) still goes through ``merge_wavg`` with ``do_nothing`` and
+    returns ``((x * size) / size, size)``.
     """
-    r = _check(x, metric, size, r)
-    if r == 0:
-        return x, size
-    return _tome(x, metric, size, r, stable=False)
+    return _dispatch(x, metric, size, r, stable=False)
 
 
 def tome_stable(x: Tensor, metric: Tensor, size: Tensor, r: int) -> tuple[Tensor, Tensor]:
     """As :func:`tome`, but tied edge weights rank the lower even-row index first (stable descending sort)."""
-    r = _check(x, metric, size, r)
-    if r == 0:
-        return x, size
-    return _tome(x, metric, size, r, stable=True)
+    return _dispatch(x, metric, size, r, stable=True)
 
 
 TOME_REFERENCES: dict[str, dict[str, Callable[[Tensor, Tensor, Tensor, int], tuple[Tensor, Tensor]]]] = {
