@@ -33,6 +33,9 @@ from linearize.reference_dynamicvit import (
 from linearize.reference_pomt import POMT_REFERENCES, pomt, pomt_metric, pomt_per_image, pomt_stable
 from linearize.reference_tome import TOME_REFERENCES, tome, tome_r, tome_stable
 
+# torch's CPU sort without stable=True keeps tied values in index order for up to 16 values and reorders them
+# beyond (torch 2.x): the tied tests include sizes with more than 16 values to sort, where only the stable
+# references match the stable oracles.
 TOL = {torch.float32: {"rtol": 1e-5, "atol": 1e-5}, torch.float64: {"rtol": 1e-12, "atol": 1e-12}}
 DTYPES = [torch.float32, torch.float64]
 
@@ -330,7 +333,7 @@ def exact_vector(draw: st.DrawFn, cm: int) -> list[float]:
 @st.composite
 def tome_tied_case(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     b = draw(st.integers(1, 3))
-    t = draw(st.integers(1, 12))
+    t = draw(st.one_of(st.integers(1, 12), st.integers(33, 60)))  # T >= 33: more than 16 edge weights to sort
     c = draw(st.integers(1, 3))
     cm = draw(st.sampled_from([1, 2, 4, 5]))
     dtype = draw(st.sampled_from(DTYPES))
@@ -367,6 +370,26 @@ def test_property_tome_official_on_ties(case):
     assert_same(gx, ex)
     assert_same(gsize, esize)
     torch.testing.assert_close(gsize.sum(dim=1), size.sum(dim=1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("b", "t", "cm", "r"), [(2, 50, 4, 12), (2, 197, 4, 16), (1, 197, 1, 60), (2, 197, 8, 98)])
+def test_tome_stable_matches_oracle_tied_large(b, t, cm, r, seed, dtype):
+    # Metric rows drawn from three exact vectors at three scales: many tied edge weights among ~100 even rows.
+    g = gen(seed)
+    pool = torch.zeros(3, cm, dtype=dtype)
+    pool[0, 0] = 1.0
+    pool[1, cm - 1] = -1.0
+    pool[2, : min(cm, 4)] = 1.0 if cm >= 4 else -1.0
+    metric = pool[torch.randint(0, 3, (b, t), generator=g)] * 2.0 ** torch.randint(-1, 2, (b, t, 1), generator=g)
+    x = torch.randn(b, t, 3, generator=g, dtype=dtype)
+    size = torch.randint(1, 4, (b, t, 1), generator=g).to(dtype)
+    ex, esize = tome_oracle_batch(x, metric, size, r)
+    gx, gsize = tome_stable(x, metric, size, r)
+    assert_near(gx, ex)
+    assert_near(gsize, esize)
+    assert_same(tome(x, metric, size, r)[0], official_tome_block(x, metric, size, r)[0])
 
 
 def test_tome_all_equal_metric():
@@ -698,7 +721,7 @@ def test_pomt_early_return_is_x(fn, n, r):
 @st.composite
 def pomt_tied_case(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     b = draw(st.integers(1, 3))
-    n = draw(st.integers(1, 9))
+    n = draw(st.one_of(st.integers(1, 9), st.integers(17, 30)))  # N >= 17: more than 16 scores to sort
     h = draw(st.integers(1, 3))
     c = draw(st.integers(1, 3))
     d = draw(st.integers(1, 3))
@@ -729,6 +752,24 @@ def test_property_pomt_official_on_ties(case):
     """On ties the official argsort is arbitrary; the reference makes the same calls and gets the same output."""
     x, attn, v, r = case
     assume(bool((attn[:, :, 1:, 1:] > 0).any()))
+    assert_same(pomt(x, attn, v, r), official_pomt(x, attn, v, r))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("b", "h", "n", "d", "r"), [(2, 3, 24, 1, 5), (2, 2, 49, 2, 20), (1, 3, 196, 1, 60)])
+def test_pomt_stable_matches_oracle_tied_large(b, h, n, d, r, seed, dtype):
+    # Sparse dyadic attention and 0/1 values: many tokens share a column sum and a value sum.
+    g = gen(seed)
+    attn = (torch.rand(b, h, n + 1, n + 1, generator=g) < 2 / n).to(dtype) * 0.25
+    attn[:, 0, 1, 1] = 0.25  # every image has some patch attention
+    v = torch.randint(0, 2, (b, h, n + 1, d), generator=g).to(dtype)
+    x = torch.randn(b, n + 1, 3, generator=g, dtype=dtype)
+    for bi in range(b):
+        score = pomt_scores_oracle(attn[bi].numpy(), v[bi].numpy())
+        assert not near_tie(score)
+        assert len(set(score)) < n // 2  # ties, and many of them
+    assert_near(pomt_stable(x, attn, v, r), pomt_oracle_batch(x, attn, v, r))
     assert_same(pomt(x, attn, v, r), official_pomt(x, attn, v, r))
 
 
@@ -891,7 +932,7 @@ def test_dynamicvit_k_equals_n_reorders(fn):
 @st.composite
 def dvit_tied_case(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, int]:
     b = draw(st.integers(1, 3))
-    n = draw(st.integers(1, 10))
+    n = draw(st.one_of(st.integers(1, 10), st.integers(17, 60)))  # N >= 17: more than 16 scores to sort
     c = draw(st.integers(1, 3))
     dtype = draw(st.sampled_from(DTYPES))
     levels = draw(st.sampled_from([(0.0, 0.5, 1.0), (0.5,), (-1.0, 1.0)]))
@@ -921,6 +962,18 @@ def test_property_dynamicvit_official_on_ties(case):
     for b in range(x.shape[0]):
         assert sorted(score[b, rows[b]].tolist(), reverse=True) == sorted(score[b].tolist(), reverse=True)[:k]
         assert score[b, rows[b]].tolist() == sorted(score[b, rows[b]].tolist(), reverse=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("b", "n", "k"), [(2, 17, 5), (3, 196, 137), (2, 196, 67), (2, 196, 196)])
+def test_dynamicvit_stable_matches_oracle_tied_large(b, n, k, seed, dtype):
+    g = gen(seed)
+    score = torch.randint(0, 4, (b, n), generator=g).to(dtype) / 4
+    x = torch.randn(b, n + 1, 3, generator=g, dtype=dtype)
+    assert_same(dynamicvit_stable(x, score, k), torch.from_numpy(dynamicvit_oracle(x, score, k, False)))
+    assert_same(dynamicvit_ordered_stable(x, score, k), torch.from_numpy(dynamicvit_oracle(x, score, k, True)))
+    assert_same(dynamicvit(x, score, k), official_dynamicvit(x, score, k))
 
 
 def test_dynamicvit_references_table():
