@@ -21,11 +21,13 @@ N, C, k = L.sizes("N C k")
 x, key = L.tensor("x", N, C), L.tensor("key", N)
 i, j = L.index("i", N), L.index("j", N)
 idx = L.topk(key, k)
+# for each i, the first j whose key is larger (0 when none is): a 0/1 table full of ties, its argmax per row
+first_larger = L.argmax(L.stack_over(i, L.stack_over(j, L.heaviside(key[j] - key[i]))), axis=1)
 
 # one node of each op, built as a user would, and its value on one instance by an oracle written here
 SAMPLES: dict[Op, Node] = {
     Op.INPUT: x, Op.CONST: L.const(2.5) * key, Op.AFFINE: L.stack_over(i, i + 0.0 * key[i]),
-    Op.ADD: x + key[0], Op.SUB: x - key[1], Op.MUL: x * 3.0, Op.DIV: x / 4.0, Op.NEG: -x,
+    Op.ADD: x + key[0], Op.SUB: x - key[1], Op.MUL: x * 3.0, Op.DIV: x / 4.0, Op.NEG: -x, Op.SQRT: L.sqrt(x * x),
     Op.HEAVISIDE: L.heaviside(key - key[0]), Op.DELTA: L.delta(key - key[0]),
     Op.INDEX: x[1], Op.SLICE: x[1:], Op.CAT: L.cat(x, x[0:1]), Op.SUM: L.sum_over(j, x[j]),
     Op.STACK: L.stack_over(i, key[i] * 2.0), Op.DEF: L.define("twice", key * 2.0), Op.MEAN: L.mean(x, axis=1),
@@ -34,6 +36,8 @@ SAMPLES: dict[Op, Node] = {
     Op.TOPK: L.gather(x, idx), Op.GATHER: L.gather(x, L.complement(idx, N)),
     Op.COMPLEMENT: L.gather(key, L.complement(idx, N)), Op.KTH: L.kth_largest(x, key, 1),
     Op.RANK: L.rank_of(key, descending=True),
+    Op.ARGMAX: L.gather(key, first_larger),
+    Op.SCATTER_ADD: L.scatter_add(x, first_larger, x * 2.0),  # several rows land on one (and on row 0)
 }
 
 
@@ -41,14 +45,20 @@ def oracle(op: Op, xv: np.ndarray, kv: np.ndarray, kk: int) -> np.ndarray:
     desc = sorted(range(len(kv)), key=lambda t: (-kv[t], t))  # stable descending
     asc = sorted(range(len(kv)), key=lambda t: (kv[t], t))
     rest = sorted(set(range(len(kv))) - set(desc[:kk]))
+    first = [next((j for j in range(len(kv)) if kv[j] > kv[t]), 0) for t in range(len(kv))]
+    scattered = xv.copy()
+    for t, q in enumerate(first):
+        scattered[q] += 2 * xv[t]
     return {
         Op.INPUT: xv, Op.CONST: 2.5 * kv, Op.AFFINE: np.arange(len(kv), dtype=float), Op.ADD: xv + kv[0],
-        Op.SUB: xv - kv[1], Op.MUL: xv * 3, Op.DIV: xv / 4, Op.NEG: -xv, Op.HEAVISIDE: (kv > kv[0]) * 1.0,
+        Op.SUB: xv - kv[1], Op.MUL: xv * 3, Op.DIV: xv / 4, Op.NEG: -xv,
+        Op.SQRT: np.abs(xv), Op.HEAVISIDE: (kv > kv[0]) * 1.0,
         Op.DELTA: (kv == kv[0]) * 1.0, Op.INDEX: xv[1], Op.SLICE: xv[1:], Op.CAT: np.concatenate([xv, xv[:1]]),
         Op.SUM: xv.sum(0), Op.STACK: kv * 2, Op.DEF: kv * 2, Op.MEAN: xv.mean(1), Op.AMAX: xv.max(0),
         Op.ARGSORT: xv[desc],
         Op.SORT_BY_KEY: xv[asc], Op.TOPK: xv[desc[:kk]], Op.GATHER: xv[rest], Op.COMPLEMENT: kv[rest],
-        Op.KTH: xv[desc[1]], Op.RANK: np.argsort(desc).astype(float),
+        Op.KTH: xv[desc[1]], Op.RANK: np.argsort(desc).astype(float), Op.ARGMAX: kv[first],
+        Op.SCATTER_ADD: scattered,
     }[op]
 
 

@@ -120,14 +120,18 @@ class Compiled:
                 plan = self._plan(arrays, given, key)
             return plan.run(arrays)
         env, arrays, dtype = self.prepare(kwargs)
-        out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
+        root = self.program.active_root(env)
+        ev = Evaluation(self.backend, env, arrays, dtype)  # several outputs: one evaluation, shared nodes once
         batch = next(iter(arrays.values())).shape[0]
-        if out.shape[0] != batch:
-            out = self.backend.broadcast_to(out, (batch, *out.shape[1:]))
-        return out
+        outs = []
+        for r in (root if isinstance(root, tuple) else (root,)):
+            out = ev.run(r)
+            outs.append(self.backend.broadcast_to(out, (batch, *out.shape[1:])) if out.shape[0] != batch else out)
+        return tuple(outs) if isinstance(root, tuple) else outs[0]
 
 
 def compile(program: Program, backend: str = "numpy", *, planned: bool = True,  # noqa: A001 - the public name
             fast: bool = True) -> Compiled:
-    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array."""
+    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array, or a tuple of
+    arrays in the program's order for a program with several outputs (`x, size = f(x=..., size=..., r=...)`)."""
     return Compiled(program, backend, planned=planned, fast=fast)

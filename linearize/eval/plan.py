@@ -61,7 +61,7 @@ class Plan:
     metas: list[Meta]
     consts: dict[int, Any]
     inputs: dict[str, int]
-    out: int
+    out: int | tuple[int, ...]  # a tuple for a program's several outputs: run returns a tuple
     strategies: dict[Node, str]
     internal: int = 0  # elements of the largest array a step builds inside itself
     widen: Callable[[Any, tuple[int, ...]], Any] | None = None  # broadcasts a batch-1 output to `batch`
@@ -73,7 +73,7 @@ class Plan:
         for pos, s in enumerate(self.steps):
             for i in s.ins:
                 last[i] = pos
-        keep = set(self.consts) | set(self.inputs.values()) | {self.out}
+        keep = set(self.consts) | set(self.inputs.values()) | set(self.outs)
         dead: list[list[int]] = [[] for _ in self.steps]
         for slot, pos in last.items():
             if slot not in keep:
@@ -90,16 +90,23 @@ class Plan:
         for k, (_, ins, out, dead) in enumerate(self._code):
             lines.append(f"    s{out} = f{k}({', '.join(ref(i) for i in ins)})")
             lines += [f"    del s{d}" for d in dead]
-        shape = self.metas[self.out].shape
-        if shape[0] != self.batch and self.widen is not None:  # an output that does not depend on the inputs
-            lines.append(f"    return widen({ref(self.out)}, {(self.batch, *shape[1:])})")
-        else:
-            lines.append(f"    return {ref(self.out)}")
+        results = []
+        for out in self.outs:
+            shape = self.metas[out].shape
+            if shape[0] != self.batch and self.widen is not None:  # an output that does not depend on the inputs
+                results.append(f"widen({ref(out)}, {(self.batch, *shape[1:])})")
+            else:
+                results.append(ref(out))
+        lines.append(f"    return {'(' + ', '.join(results) + ',)' if isinstance(self.out, tuple) else results[0]}")
         namespace: dict[str, Any] = {f"f{k}": c[0] for k, c in enumerate(self._code)}
         namespace["widen"] = self.widen
         namespace.update({f"c{i}": v for i, v in self.consts.items()})
         exec("\n".join(lines), namespace)
         return namespace["run"]
+
+    @property
+    def outs(self) -> tuple[int, ...]:
+        return self.out if isinstance(self.out, tuple) else (self.out,)
 
     @property
     def largest(self) -> int:
@@ -125,7 +132,9 @@ class Plan:
                 raise AssertionError(f"planned {self.metas[out].shape}, got {tuple(vals[out].shape)} at slot {out}")
             for d in dead:
                 vals[d] = None
-        shape = self.metas[self.out].shape
-        if shape[0] != self.batch and self.widen is not None:
-            return self.widen(vals[self.out], (self.batch, *shape[1:]))
-        return vals[self.out]
+        results = []
+        for out in self.outs:
+            shape = self.metas[out].shape
+            wide = shape[0] != self.batch and self.widen is not None
+            results.append(self.widen(vals[out], (self.batch, *shape[1:])) if wide else vals[out])
+        return tuple(results) if isinstance(self.out, tuple) else results[0]

@@ -139,13 +139,13 @@ class Planner:
         self.reshapes[out] = shape
         return out
 
-    def _fold_reshapes(self, steps: list[Step], out: int) -> list[Step]:
+    def _fold_reshapes(self, steps: list[Step], outs: tuple[int, ...]) -> list[Step]:
         """A reshape of a value nothing else uses, made by a step ending in a reshape: that step reshapes once.
 
         At B=1 each torch call costs microseconds; this is how a sum stacked into a unit axis (the fused
         token) comes out of its matrix product already in shape.
         """
-        uses: dict[int, int] = {out: 1}
+        uses: dict[int, int] = dict.fromkeys(outs, 1)
         for st in steps:
             for i in st.ins:
                 uses[i] = uses.get(i, 0) + 1
@@ -185,10 +185,12 @@ class Planner:
                 return name, hit
         return "generic", self.generic(n)
 
-    def plan(self, root: Node) -> Plan:
+    def plan(self, root: Node | tuple[Node, ...]) -> Plan:
+        """The plan computing root, or a tuple of roots (a program's several outputs) sharing their steps."""
+        roots = root if isinstance(root, tuple) else (root,)
         chosen: dict[Node, tuple[str, Choice]] = {}
         order: list[Node] = []
-        stack: list[tuple[Node, bool]] = [(root, False)]
+        stack: list[tuple[Node, bool]] = [(r, False) for r in reversed(roots)]
         while stack:  # depth first, operands before users, without recursion
             n, expanded = stack.pop()
             if expanded:
@@ -206,12 +208,13 @@ class Planner:
             self._current = (n, name)
             self.slots[n] = build(self)
             self.strategy[n] = "constant" if self.slots[n] in self.consts else name
-        out = self.home[self.slots[root]]
-        needed, steps = {out}, []
+        outs = tuple(self.home[self.slots[r]] for r in roots)
+        out = outs if isinstance(root, tuple) else outs[0]
+        needed, steps = set(outs), []
         for step in reversed(self.steps):  # drop steps nothing uses (views taken directly from their source)
             if step.out in needed:
                 steps.append(step)
                 needed.update(step.ins)
-        steps = self._fold_reshapes(steps[::-1], out)
+        steps = self._fold_reshapes(steps[::-1], outs)
         return Plan(steps, self.metas, self.consts, self.inputs, out, self.strategy, self.internal,
                     self.xp.broadcast_to, self.batch)

@@ -6,6 +6,8 @@ build the same node. `bound` gives an expression's exact extremes over nested ra
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 
@@ -15,7 +17,8 @@ class IRError(ValueError):
 
 @dataclass(frozen=True)
 class Sym:
-    """A size (N, C, H, k) or an index variable ranging over [lo, hi)."""
+    """A size (N, C, H, k), an index variable ranging over [lo, hi), or a size derived from others as floor(lo / hi)
+    (`T // 2`: lo the numerator, an affine in sizes, hi the divisor, a constant; built by `floordiv`)."""
 
     name: str
     kind: str  # "size" or "var"
@@ -24,6 +27,15 @@ class Sym:
 
     def sort_key(self) -> tuple:
         return (self.kind != "size", self.name, str(self.lo), str(self.hi))
+
+    @property
+    def derived(self) -> bool:
+        """A size computed from other sizes (floor division), never given or read off a shape itself."""
+        return self.kind == "size" and self.lo is not None
+
+    def quotient(self, env: dict[Sym, int]) -> int:
+        """The value of a derived size from the sizes it is computed from."""
+        return self.lo.value(env) // self.hi.const
 
     def __repr__(self) -> str:
         return self.name
@@ -48,6 +60,7 @@ class Affine:
 
     @staticmethod
     def _make(coeffs: dict[Sym, int], const: int) -> Affine:
+        coeffs, const = _hermite(coeffs, const)
         terms = tuple(sorted(((s, c) for s, c in coeffs.items() if c), key=lambda t: t[0].sort_key()))
         return Affine(terms, const)
 
@@ -90,7 +103,8 @@ class Affine:
 
     def value(self, env: dict[Sym, int]) -> int:
         try:
-            return self.const + sum(c * env[s] for s, c in self.terms)
+            return self.const + sum(c * (env[s] if s in env or not s.derived else s.quotient(env))
+                                    for s, c in self.terms)
         except KeyError as e:
             raise IRError(f"size {e.args[0].name} has no value") from None
 
@@ -122,9 +136,66 @@ def bound(a: Affine, upper: bool, keep: frozenset[Sym] = frozenset()) -> Affine:
     raise IRError(f"index variable ranges refer to each other cyclically in {a}")
 
 
+def floordiv(a: Affine, d: int) -> Affine:
+    """floor(a / d) for an affine `a` in sizes: exact parts come out (`(2*T + 3)//2 = T + 1 + (1)//2`), and the rest
+    is a derived size, `(T + 1)//2`, whose numerator has coefficients and constant in [0, d)."""
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise IRError(f"floor division needs a positive integer divisor, got {d!r}")
+    if a.vars:
+        raise IRError(f"floor division of an index variable is not an index expression: ({a})//{d}")
+    whole = Affine._make({s: c // d for s, c in a.terms}, a.const // d)
+    rest = Affine._make({s: c % d for s, c in a.terms}, a.const % d)
+    if rest.is_const:
+        return whole
+    sym = Sym(f"({rest})//{d}" if len(rest.terms) > 1 or rest.const else f"{rest}//{d}", "size", rest, Affine((), d))
+    return whole + Affine(((sym, 1),), 0)
+
+
+def _hermite(coeffs: dict[Sym, int], const: int) -> tuple[dict[Sym, int], int]:
+    """Hermite's identity, sum_{k < d} floor((u + k) / d) = u: T//2 + (T + 1)//2 is T, so cat(even, odd) rows are T."""
+    firsts = [s for s in coeffs if s.derived and coeffs[s] and s.lo.const == 0]
+    for s in firsts:
+        d = s.hi.const
+        group = [Sym(f"({s.lo + k})//{d}", "size", s.lo + k, s.hi) if k else s for k in range(d)]
+        cs = [coeffs.get(g, 0) for g in group]
+        if all(c > 0 for c in cs) or all(c < 0 for c in cs):
+            m = min(cs, key=abs)
+            coeffs = dict(coeffs)
+            for g in group:
+                coeffs[g] -= m
+            for t, c in s.lo.terms:
+                coeffs[t] = coeffs.get(t, 0) + m * c
+    return coeffs, const
+
+
+def relaxations(a: Affine, upper: bool) -> list[Affine]:
+    """Affines R in plain sizes with D*a >= R (upper=False) or D*a <= R (upper=True) for a constant D > 0: each
+    derived size floor(u/d) is replaced by a bound, (u - d + 1)/d <= floor(u/d) <= u/d, or from below by
+    floor(min u / d) when u has no negative coefficient (sizes are >= 1). Several when there is a choice; [a]
+    when nothing is derived."""
+    derived = [(s, c) for s, c in a.terms if s.derived]
+    if not derived:
+        return [a]
+    D = math.lcm(*(s.hi.const for s, _ in derived))
+    base = Affine._make({s: c * D for s, c in a.terms if not s.derived}, a.const * D)
+    options: list[list[Affine]] = []
+    for s, c in derived:
+        u, d = s.lo, s.hi.const
+        scale = c * (D // d)
+        if (c > 0) == upper:  # floor(u/d) <= u/d
+            options.append([u.scale(scale)])
+        else:  # floor(u/d) >= (u - d + 1)/d, and >= floor(min u / d) when u grows with every size (sizes >= 1)
+            opts = [(u - (d - 1)).scale(scale)]
+            if all(k >= 0 for _, k in u.terms):
+                opts.append(Affine((), (u.const + sum(k for _, k in u.terms)) // d * d * scale))
+            options.append(opts)
+    return [base + sum(choice, Affine()) for choice in itertools.product(*options)]
+
+
 def provably_negative(a: Affine) -> bool:
     """True when `a` < 0 for every assignment of sizes >= 1 (a sufficient test, never a false alarm)."""
-    return a.const + sum(c for _, c in a.terms) < 0 and all(c <= 0 for _, c in a.terms)
+    return any(r.const + sum(c for _, c in r.terms) < 0 and all(c <= 0 for _, c in r.terms)
+               for r in relaxations(a, upper=True))
 
 
 Shape = tuple[Affine, ...]  # a node's shape: one size expression per axis

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .affine import Affine, Sym, bound
+from .affine import Affine, Sym, bound, relaxations
 from .nodes import Node, affine, node
 from .opcodes import Op
 from .program import Program
@@ -27,7 +27,8 @@ def nonneg(a: Affine, program: Program | None = None) -> bool:
         a = a.subs({sym: lo if a.coeff(sym) > 0 else hi})
     if any(s in ranges for s in a.syms):
         return False
-    return all(c >= 0 for _, c in a.terms) and a.const + sum(c for _, c in a.terms) >= 0
+    return any(all(c >= 0 for _, c in r.terms) and r.const + sum(c for _, c in r.terms) >= 0
+               for r in relaxations(a, upper=False))  # a derived size (T//2) by its bounds
 
 
 def replace_nodes(root: Node, mapping: Mapping[Node, Node]) -> Node:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from .affine import Affine, IRError, Sym
+from .affine import Affine, IRError, Sym, floordiv
 from .nodes import Node, affine, node
 from .opcodes import Op
 from .printing import show
@@ -66,14 +66,17 @@ def _getitem(x: Node, key: object) -> Node:
         if axis >= len(out.shape):
                 raise IRError(f"too many indices {key!r} for `{show(x)}` of rank {len(x.shape)}")
         if isinstance(item, slice):
-            if item.step not in (None, 1):
-                raise IRError(f"slices with a step are not supported: {item}")
+            step = 1 if item.step is None else item.step
+            if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+                raise IRError(f"a slice step must be a positive integer: {item}")
             start = as_affine(0 if item.start is None else item.start)
             stop = out.shape[axis] if item.stop is None else as_affine(item.stop)
             for bound in (start, stop):
                 if bound.is_const and bound.const < 0:
                     raise IRError(f"negative slice bounds are not supported: {item}")
-            if not (start == Affine() and stop == out.shape[axis]):
+            if step > 1:
+                out = _strided(out, axis, start, stop, step)
+            elif not (start == Affine() and stop == out.shape[axis]):
                 out = node(Op.SLICE, (out,), (axis, start, stop))
             axis += 1
         elif item is None:
@@ -86,6 +89,32 @@ def _getitem(x: Node, key: object) -> Node:
     return out
 
 
+def _strided(x: Node, axis: int, start: Affine, stop: Affine, step: int) -> Node:
+    """x[start:stop:step] along `axis`, as the comprehension [x[start + step*p] for p in range((stop - start + step -
+    1) // step)] (over the axes before it too): strided rows are indexing, which every layer already handles."""
+    taken = {v.name for n in x.toposort() for v in n.free} | {v.name for v in start.vars | stop.vars}
+    names = (n for n in ("p", "q", "u", "w", "p'", "q'", "u'", "w'") if n not in taken)
+    try:
+        outer = [Sym(next(names), "var", Affine(), x.shape[k]) for k in range(axis)]
+        v = Sym(next(names), "var", Affine(), floordiv(stop - start + (step - 1), step))
+    except StopIteration:
+        raise IRError(f"too many index variables in `{show(x)}` to slice it with a step") from None
+    elem = x
+    for u in outer:
+        elem = node(Op.INDEX, (elem, affine(u)), 0)
+    body = stack_over(v, node(Op.INDEX, (elem, affine(start + Affine.of(v).scale(step))), 0))
+    for u in reversed(outer):
+        body = stack_over(u, body)
+    return body
+
+
+def _floordiv(a: Operand, d: object) -> Node:
+    """Floor division of an index expression by a positive integer: `T // 2` is a size derived from T."""
+    if not isinstance(d, int) or isinstance(d, bool):
+        raise IRError(f"only an index expression divided by a positive integer is floor division, got // {d!r}")
+    return affine(floordiv(as_affine(a), d))
+
+
 def _fresh_unit() -> Sym:
     return Sym("_", "var", Affine(), Affine((), 1))
 
@@ -95,6 +124,7 @@ for _name, _op in (("add", Op.ADD), ("sub", Op.SUB), ("mul", Op.MUL), ("truediv"
     setattr(Node, f"__r{_name}__", lambda a, b, _op=_op: _arith(_op, b, a))
 Node.__neg__ = _neg  # type: ignore[method-assign]
 Node.__getitem__ = _getitem  # type: ignore[attr-defined]
+Node.__floordiv__ = _floordiv  # type: ignore[attr-defined]
 Node.mean = lambda self, axis=0: mean(self, axis)  # type: ignore[attr-defined]
 
 
@@ -127,6 +157,11 @@ def tensor(name: str, *shape: Operand) -> Node:
 
 def const(value: float) -> Node:
     return node(Op.CONST, (), float(value))
+
+
+def sqrt(x: Operand) -> Node:
+    """The square root (of a nonnegative value: the L2 norm's)."""
+    return node(Op.SQRT, (lift(x),))
 
 
 def heaviside(x: Operand) -> Node:
@@ -199,6 +234,16 @@ def gather(X: Node, idx: Node) -> Node:
 def complement(idx: Node, n: Operand) -> Node:
     """The indices in range(n) not in idx, ascending (EViT's complement_idx)."""
     return node(Op.COMPLEMENT, (idx,), as_affine(n))
+
+
+def argmax(x: Node, axis: int = 0) -> Node:
+    """The index of the largest value along an axis, the first one on ties (as torch's max(dim) documents)."""
+    return node(Op.ARGMAX, (x,), axis)
+
+
+def scatter_add(X: Node, idx: Node, Y: Node) -> Node:
+    """X with row Y[m] added to row idx[m] for every m (torch's scatter_reduce(..., "sum") with include_self)."""
+    return node(Op.SCATTER_ADD, (X, idx, Y))
 
 
 def kth_largest(X: Node, key: Node, r: Operand) -> Node:

@@ -15,6 +15,7 @@ class Op(enum.Enum):
     MUL = enum.auto()
     DIV = enum.auto()
     NEG = enum.auto()
+    SQRT = enum.auto()
     HEAVISIDE = enum.auto()
     DELTA = enum.auto()
     INDEX = enum.auto()
@@ -32,3 +33,5 @@ class Op(enum.Enum):
     COMPLEMENT = enum.auto()
     KTH = enum.auto()
     RANK = enum.auto()
+    ARGMAX = enum.auto()
+    SCATTER_ADD = enum.auto()

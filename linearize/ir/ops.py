@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import shapes as S
+from .affine import Affine
 from .opcodes import Op
 
 # precedence in the text notation and LaTeX: a sum binds loosest, then products, then negation, then atoms
@@ -103,6 +104,19 @@ def _complement(xp: Any, n: Any, env: Any, idx: Any) -> Any:
     return xp.argsort(selected, False)[:, : total - idx.shape[1]]
 
 
+def _argmax(xp: Any, n: Any, env: Any, X: Any) -> Any:
+    """The first index of the largest value along the axis: position 0 of a stable descending sort."""
+    moved = xp.moveaxis(X, 1 + n.arg, -1)
+    return xp.argsort(moved, True)[..., 0]
+
+
+def _scatter_add(xp: Any, n: Any, env: Any, X: Any, idx: Any, Y: Any) -> Any:
+    """X[b, q] + sum of Y[b, m] over the m with idx[b, m] == q (torch's scatter_reduce "sum" with include_self)."""
+    rows = X.shape[1]
+    hit = xp.flag(xp.arange(0, rows).reshape(1, 1, rows) == idx[:, :, None], X)  # [B, m, n] one-hot
+    return X + xp.einsum("bmn,bm...->bn...", hit, Y)
+
+
 def _kth(xp: Any, n: Any, env: Any, X: Any, key: Any, ranks: Any) -> Any:
     """The rows of stable rank `ranks` (a flat int array): (B, len(ranks), *rest)."""
     return _rows(xp, X, xp.argsort(key, n.arg)[:, ranks])
@@ -160,6 +174,11 @@ OPS: dict[Op, OpSpec] = {
     Op.NEG: OpSpec("neg", "arithmetic", "-a", 1, S.same_shape, lambda p, n: p.negation(n),
                    lambda p, n: p.negation(n), lambda c, n, idx, env: -c.elem(n.src[0], idx, env), first,
                    of_operands, free, lambda xp, a: -a),
+    # ToMe's L2 norm of the metric rows; not a polynomial, so degree inf in a feature (like a divisor)
+    Op.SQRT: OpSpec("sqrt", "arithmetic", "the square root of a (a >= 0)", 1, S.step, _call("sqrt"),
+                    lambda p, n: (rf"\sqrt{{{p.show(n.src[0])}}}", ATOM, False),
+                    lambda c, n, idx, env: c.sp.sqrt(c.elem(n.src[0], idx, env)), flat, never,
+                    lambda c, n, each: {"square_roots": each}, lambda xp, a: a ** 0.5),
     # --- steps
     Op.HEAVISIDE: OpSpec("heaviside", "step", "1 if x > 0 else 0 (strict: heaviside(0) = 0)", 1, S.step,
                          _call("heaviside"), lambda p, n: p.unary("H", n),
@@ -228,6 +247,16 @@ OPS: dict[Op, OpSpec] = {
                               text=lambda p, n: p.call("complement", n, str(n.arg)),
                               latex=lambda p, n: p.call("complement", n, extra=n.arg),
                               sympy=lambda c, n, idx, env: c.function("complement", n, idx, env, extra=n.arg)),
+    Op.ARGMAX: _selection("argmax", "the index of the largest value along an axis, the first on ties (torch's "
+                          "max(dim)); arg: the axis", 1, S.argmax_shape, _argmax, "compare", (0,),
+                          text=lambda p, n: p.call("argmax", n, f"axis={n.arg}"),
+                          latex=lambda p, n: p.call("argmax", n, extra=Affine((), n.arg)),
+                          sympy=lambda c, n, idx, env: c.function("argmax", n, idx, env, extra=Affine((), n.arg))),
+    Op.SCATTER_ADD: _selection("scatter_add", "X with each row Y[m] added to row idx[m] (scatter_reduce sum)", 3,
+                               S.scatter_add_shape, _scatter_add, "move", (1,),
+                               # linear in the rows X and Y once the indices are fixed
+                               lambda n, d, f: math.inf if d[1] else max(d[0], d[2]),
+                               lambda n, s: s[0] and s[2]),
     Op.KTH: _selection("kth", "the row of X whose key has stable rank r; arg: descending", 3, S.kth_shape, _kth,
                        "move", (1,), moved, of_operands,
                        text=lambda p, n: p.call("kth_largest" if n.arg else "kth_smallest", n),

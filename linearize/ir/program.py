@@ -1,10 +1,12 @@
-"""A Program: named inputs, one output node, the sizes' ranges and size-level early returns."""
+"""A Program: named inputs, its output (one node, or a tuple of nodes), the sizes' ranges and size-level early
+returns."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from .affine import Affine, IRError, Sym
@@ -23,11 +25,12 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class Constraint:
-    """lo <= size <= hi, checked before every evaluation."""
+    """lo <= size <= hi, checked before every evaluation; with clip, a value above hi is taken as hi (ToMe's r)."""
 
     size: Sym
     lo: Affine
     hi: Affine
+    clip: bool = False
 
 
 @dataclass(frozen=True)
@@ -36,14 +39,26 @@ class EarlyReturn:
 
     lhs: Affine
     rhs: Affine
-    value: Node
+    value: Node | tuple[Node, ...]  # a tuple when the program has several outputs
+
+    @property
+    def values(self) -> tuple[Node, ...]:
+        return self.value if isinstance(self.value, tuple) else (self.value,)
+
+
+Output = Node | tuple[Node, ...]
+
+
+def map_output(out: Output, fn: Callable[[Node], Node]) -> Output:
+    """fn applied to each node of an output (a node, or a tuple of them)."""
+    return tuple(fn(n) for n in out) if isinstance(out, tuple) else fn(out)
 
 
 @dataclass(frozen=True)
 class Program:
     name: str
     inputs: tuple[Node, ...]
-    output: Node
+    output: Output  # one node, or a tuple of nodes for a program with several outputs (ToMe's x and size)
     constraints: tuple[Constraint, ...] = ()
     early_returns: tuple[EarlyReturn, ...] = ()
     features: tuple[str, ...] = ("x",)  # inputs the output must be linear in, once scores are fixed
@@ -51,6 +66,8 @@ class Program:
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.output, tuple) and not (self.output and all(isinstance(o, Node) for o in self.output)):
+            raise IRError(f"program {self.name}: the outputs must be a non-empty tuple of nodes")
         names = [n.arg[0] for n in self.inputs]
         for n in self.inputs:
             if n.op is not Op.INPUT:
@@ -65,9 +82,13 @@ class Program:
                 if n.op is Op.INPUT and n not in self.inputs:
                     raise IRError(f"program {self.name} uses tensor {n.arg[0]} that is not among its inputs")
         for e in self.early_returns:
-            if e.value.shape and len(e.value.shape) != len(self.output.shape):
-                raise IRError(f"program {self.name}: early return has rank {len(e.value.shape)}, "
-                              f"the output rank {len(self.output.shape)}")
+            if len(e.values) != len(self.outputs) or isinstance(e.value, tuple) != isinstance(self.output, tuple):
+                raise IRError(f"program {self.name}: an early return gives {len(e.values)} value(s), "
+                              f"the program {len(self.outputs)}")
+            for v, o in zip(e.values, self.outputs):
+                if v.shape and len(v.shape) != len(o.shape):
+                    raise IRError(f"program {self.name}: early return has rank {len(v.shape)}, "
+                                  f"the output rank {len(o.shape)}")
         derivable = {s for n in self.inputs for d in n.arg[1] for s in d.syms}
         for root in self.roots():
             for n in root.toposort():
@@ -76,8 +97,19 @@ class Program:
                         raise IRError(f"program {self.name}: size {s.name} is neither an input dimension "
                                       "nor given a range with sizes=")
 
+    @property
+    def outputs(self) -> tuple[Node, ...]:
+        """The output nodes in order (one for a single-output program)."""
+        return self.output if isinstance(self.output, tuple) else (self.output,)
+
     def roots(self) -> tuple[Node, ...]:
-        return (self.output, *(e.value for e in self.early_returns))
+        """Every node the program may return: the outputs, then the early returns' values."""
+        return (*self.outputs, *(v for e in self.early_returns for v in e.values))
+
+    def map_nodes(self, fn: Callable[[Node], Node]) -> Program:
+        """The program with fn applied to every output node and every early return's value."""
+        early = tuple(replace(e, value=map_output(e.value, fn)) for e in self.early_returns)
+        return replace(self, output=map_output(self.output, fn), early_returns=early)
 
     def with_output(self, output: Node, **changes: Any) -> Program:
         return replace(self, output=output, **changes)
@@ -128,12 +160,29 @@ class Program:
             if c.size not in env:
                 raise InputError(f"size {c.size.name} is required (e.g. --{c.size.name} or {c.size.name}=...)")
             lo, hi, v = c.lo.value(env), c.hi.value(env), env[c.size]
+            if c.clip and v > hi >= lo:
+                v = env[c.size] = hi
             if not lo <= v <= hi:
                 raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi} "
                                  f"({c.lo} = {lo}, {c.hi} = {hi}), got {c.size.name} = {v}")
+        for s in self.derived_sizes:
+            env[s] = s.quotient(env)
         return env
 
-    def active_root(self, env: Mapping[Sym, int]) -> Node:
+    @cached_property
+    def derived_sizes(self) -> tuple[Sym, ...]:
+        """The sizes computed from others (T // 2) that the program's shapes and indices use."""
+        found: set[Sym] = set()
+        for root in self.roots():
+            for n in root.toposort():
+                found |= {s for s in _size_syms(n, derived=True) if s.derived}
+        for c in self.constraints:
+            found |= {s for a in (c.lo, c.hi) for s in a.syms if s.derived}
+        return tuple(sorted(found, key=Sym.sort_key))
+
+    def active_root(self, env: Mapping[Sym, int]) -> Output:
+        """What the program returns at these sizes: the output, or an early return's value (a tuple of nodes for
+        a program with several outputs)."""
         for e in self.early_returns:
             if e.lhs.value(dict(env)) == e.rhs.value(dict(env)):
                 return e.value
@@ -141,31 +190,47 @@ class Program:
 
     def signature(self) -> str:
         ins = ", ".join(f"{n.arg[0]}: [{', '.join(str(d) for d in n.arg[1])}]" for n in self.inputs)
-        cons = ", ".join(f"{c.size.name}: {c.lo} <= {c.size.name} <= {c.hi}" for c in self.constraints)
-        out = ", ".join(str(d) for d in self.output.shape)
-        return f"def {self.name}({ins}{', ' + cons if cons else ''}) -> [{out}]:"
+        cons = ", ".join(f"{c.size.name}: {c.lo} <= {c.size.name} <= {c.hi}{' (clipped)' if c.clip else ''}"
+                         for c in self.constraints)
+        outs = ", ".join("[" + ", ".join(str(d) for d in o.shape) + "]" for o in self.outputs)
+        out = f"({outs})" if isinstance(self.output, tuple) else outs
+        return f"def {self.name}({ins}{', ' + cons if cons else ''}) -> {out}:"
 
     def __str__(self) -> str:
         p = Printer()
         lines = [self.signature()]
         for e in self.early_returns:
-            lines.append(f"    if {e.lhs} == {e.rhs}: return {p.show(e.value)}")
-        for d in definitions(self.output):
-            lines.append("    " + show_definition(p, d))
-        lines.append(f"    return {p.show(self.output)}")
+            lines.append(f"    if {e.lhs} == {e.rhs}: return {show_output(p, e.value)}")
+        seen: set[Node] = set()
+        for o in self.outputs:
+            for d in definitions(o):
+                if d not in seen:
+                    seen.add(d)
+                    lines.append("    " + show_definition(p, d))
+        lines.append(f"    return {show_output(p, self.output)}")
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:
         return LATEX["program"](self)
 
 
-def _size_syms(n: Node) -> set[Sym]:
+def show_output(p: Printer, out: Output) -> str:
+    return "(" + ", ".join(p.show(o) for o in out) + ")" if isinstance(out, tuple) else p.show(out)
+
+
+def _size_syms(n: Node, derived: bool = False) -> set[Sym]:
+    """The sizes a node's shape and arg use; a derived size (T // 2) as the sizes it is computed from, or also
+    itself with derived=True."""
     found: set[Sym] = set()
 
     def visit(a: Any) -> None:
         if isinstance(a, Affine):
             for s in a.syms:
-                if s.kind == "size":
+                if s.derived:
+                    visit(s.lo)
+                    if derived:
+                        found.add(s)
+                elif s.kind == "size":
                     found.add(s)
                 else:
                     visit(s.lo)
@@ -182,15 +247,23 @@ def _size_syms(n: Node) -> set[Sym]:
     return found
 
 
-def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
+def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Output, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
-            early_returns: list[tuple[Any, Any, Node]] | None = None,
-            features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None) -> Program:
+            early_returns: list[tuple[Any, Any, Output]] | None = None,
+            features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None,
+            clip: tuple[Node, ...] = ()) -> Program:
     """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
-    meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to."""
-    cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi))
+    meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to. A tuple
+    output, (x_out, size_out), is a program with several outputs (early returns then give tuples too); clip=(r,)
+    takes a size above its range's top as the top, as ToMe clips r, instead of refusing it."""
+    clipped = {as_affine(s) for s in clip}
+    cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi), as_affine(s) in clipped)
                  for s, (lo, hi) in (sizes or {}).items())
+    if clipped - {as_affine(s) for s in (sizes or {})}:
+        raise IRError(f"program {name}: clip names a size without a range in sizes=")
     early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
+    output = tuple(output) if isinstance(output, list | tuple) else output
+    early = tuple(replace(e, value=tuple(e.value)) if isinstance(e.value, list) else e for e in early)
     return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}))
 
 

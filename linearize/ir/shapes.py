@@ -218,6 +218,27 @@ def gather_shape(src: tuple[Node, ...], arg: Any, what: What) -> tuple[Shape, st
     return idx.shape + x.shape[1:], x.dtype
 
 
+def argmax_shape(src: tuple[Node, ...], arg: Any, what: What) -> tuple[Shape, str]:
+    """The index of the largest entry along axis `arg` of a data tensor: an integer tensor without that axis."""
+    _closed("argmax", src, what)
+    x = src[0]
+    if x.dtype != "float" or not 0 <= arg < len(x.shape):
+        raise IRError(f"argmax needs a data tensor and an axis in [0, {len(x.shape)}), got axis {arg} of shape "
+                      f"{_fmt(x.shape)}: {what()}")
+    return x.shape[:arg] + x.shape[arg + 1:], "int"
+
+
+def scatter_add_shape(src: tuple[Node, ...], arg: Any, what: What) -> tuple[Shape, str]:
+    """X with row Y[m] added to row idx[m] for every m: X [n, ...], idx [m] integers, Y [m, ...] -> X's shape."""
+    _closed("scatter_add", src, what)
+    x, idx, y = src
+    _index_vector("scatter_add", idx, what)
+    if not x.shape or y.shape[:1] != idx.shape or y.shape[1:] != x.shape[1:]:
+        raise IRError(f"scatter_add adds rows Y [m, ...] into X [n, ...] at idx [m]: got X {_fmt(x.shape)}, "
+                      f"idx {_fmt(idx.shape)}, Y {_fmt(y.shape)}: {what()}")
+    return x.shape, ("int" if x.dtype == y.dtype == "int" else "float")
+
+
 def complement_shape(src: tuple[Node, ...], arg: Any, what: What) -> tuple[Shape, str]:
     _closed("complement", src, what)
     idx = src[0]

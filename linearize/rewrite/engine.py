@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..ir import Affine, IRError, Node, Op
@@ -140,8 +140,7 @@ def run_pass(program: Program, p: Pass, steps: list[Step], max_steps: int = 10_0
 
 
 def apply(program: Program, mapping: Mapping[Node, Node]) -> Program:
-    early = tuple(replace(e, value=replace_nodes(e.value, mapping)) for e in program.early_returns)
-    return replace(program, output=replace_nodes(program.output, mapping), early_returns=early)
+    return program.map_nodes(lambda root: replace_nodes(root, mapping))
 
 
 def run_pipeline(program: Program, pipeline: Iterable[Pass]) -> Derivation:

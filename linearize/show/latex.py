@@ -217,12 +217,17 @@ def _program_lines(p: Program, printer: LatexPrinter, title: str) -> list[str]:
     cons = [rf"{affine_latex(c.lo)} \leq {c.size.name} \leq {affine_latex(c.hi)}" for c in p.constraints]
     sig = ",\\ ".join(ins) + (";\\ " + ",\\ ".join(cons) if cons else "")
     name = p.name.replace("_", r"\_")
-    lines = [rf"& {_text(title)}\ \mathbf{{{name}}}\left({sig}\right) \to {_shape(p.output.shape)}"]
-    lines += [_definition_line(printer, d) for d in definitions(p.output)]
+    multi = isinstance(p.output, tuple)
+    shapes = r" \times ".join(_shape(o.shape) for o in p.outputs)
+    lines = [rf"& {_text(title)}\ \mathbf{{{name}}}\left({sig}\right) \to {shapes}"]
+    lines += [_definition_line(printer, d) for d in dict.fromkeys(d for o in p.outputs for d in definitions(o))]
     out = r"\mathrm{out}"
+
+    def show(value: Node | tuple[Node, ...]) -> str:  # several outputs: a tuple
+        return r"\left(" + r",\ ".join(printer.show(v) for v in value) + r"\right)" if multi else printer.show(value)
     for e in p.early_returns:
-        lines.append(rf"{out} &= {printer.show(e.value)} && \text{{if }} {affine_latex(e.lhs)} = {affine_latex(e.rhs)}")
-    lines.append(f"{out} &= {printer.show(p.output)}" + (r" && \text{otherwise}" if p.early_returns else ""))
+        lines.append(rf"{out} &= {show(e.value)} && \text{{if }} {affine_latex(e.lhs)} = {affine_latex(e.rhs)}")
+    lines.append(f"{out} &= {show(p.output)}" + (r" && \text{otherwise}" if p.early_returns else ""))
     return lines
 
 

@@ -166,7 +166,9 @@ class _Converter:
     def affine(self, a: Affine, env: Mapping[Sym, sp.Expr]) -> sp.Expr:
         out: sp.Expr = sp.Integer(a.const)
         for s, c in a.terms:
-            if s.kind == "size":
+            if s.derived:  # T // 2
+                term = sp.floor(self.affine(s.lo, env) / s.hi.const)
+            elif s.kind == "size":
                 term = self.sizes.setdefault(s.name, sp.Symbol(s.name, integer=True, positive=True))
             else:
                 term = env.get(s, _var(s.name))
@@ -303,6 +305,8 @@ def to_sympy(expr: Node | Program, indices: tuple[str, ...] | None = None) -> Sy
     `indices` names the symbols of the output's axes (default: c for an axis of size C, else t, u, ...).
     """
     cv = _Converter()
+    if isinstance(expr, Program) and isinstance(expr.output, tuple):
+        raise ValueError(f"{expr.name} has {len(expr.outputs)} outputs: convert each, to_sympy(program.outputs[i])")
     root = expr.output if isinstance(expr, Program) else expr
     roots = expr.roots() if isinstance(expr, Program) else (expr,)
     avoid = set().union(*(_var_names(r) for r in roots))

@@ -12,7 +12,8 @@ set of entries. What counts as what:
 - comparison: heaviside or delta of a data value (a difference of two scores); its subtraction is part of it;
 - rank test: heaviside or delta of an integer count (a rank, made of comparisons) against an index expression;
 - multiplication: `*` and `/`, and the 1/L of a mean;
-- addition: `+` and `-`, a sum of L terms (L - 1 additions; none when its range is empty), a mean over L (L - 1).
+- addition: `+` and `-`, a sum of L terms (L - 1 additions; none when its range is empty), a mean over L (L - 1);
+- square root: `sqrt` (ToMe's L2 norms).
 Index arithmetic (sizes, index variables) is free: it is known before any data is. The k == N early return is
 not counted (it does nothing).
 """
@@ -29,7 +30,7 @@ from ..ir import OPS, Affine, Node, Op, Sym, bound
 from ..ir.algebra import nonneg
 from ..ir.program import Program
 
-COUNTS = ("comparisons", "rank_tests", "multiplications", "additions")
+COUNTS = ("comparisons", "rank_tests", "multiplications", "additions", "square_roots")
 
 
 class CostError(ValueError):
@@ -81,7 +82,9 @@ class _Counter:
         """The length of the axis a reduction reduces."""
         return self.expr(n.src[0].shape[OPS[n.op].axis(n)])
 
-    def sym(self, s: Sym) -> sp.Symbol:
+    def sym(self, s: Sym) -> sp.Expr:
+        if s.derived:  # T // 2
+            return sp.floor(self.expr(s.lo) / s.hi.const)
         if s.kind == "size":
             return self.sizes.setdefault(s.name, sp.Symbol(s.name, integer=True, positive=True))
         return self.vars.setdefault(s, sp.Symbol(f"{s.name}_{len(self.vars)}", integer=True))
@@ -139,7 +142,7 @@ def _demands(c: _Counter, nodes: list[Node], users: dict[Node, list[Node]]) -> d
         if any(im is None for im in images) or not all(_same(c.program, images[0], im) for im in images[1:]):
             continue
         count = c.points(c.ranges(frozenset(images[0])))
-        outside = set(_reachable(nodes[-1], d))
+        outside = {m for root in c.program.outputs for m in _reachable(root, d)}
         for n in body.toposort():
             if n.free == frozenset(stacks) and n not in outside:
                 out[n] = count
@@ -182,7 +185,7 @@ def _reachable(root: Node, leaf: Node) -> list[Node]:
 
 def cost(program: Program) -> Cost:
     """The counts of a linearized program (see the module docstring): each node's `cost` facet in the op table."""
-    nodes = program.output.toposort()
+    nodes = list(dict.fromkeys(n for o in program.outputs for n in o.toposort()))  # several outputs share nodes
     bad = [n for n in nodes if OPS[n.op].cost is None]
     if bad:
         raise CostError(f"{program.name} is not linearized ({OPS[bad[0].op].name} remains): count linearize(...)")
