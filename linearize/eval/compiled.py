@@ -8,11 +8,12 @@ node evaluator (generic.py) is the reference semantics, and stays available as `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from ..ir import Sym
-from ..ir.program import InputError, Program
+from ..ir.program import REQUIREMENTS, InputError, Program
 from .backends import get_backend
 from .generic import Evaluation, Val
 from .plan import Plan
@@ -21,6 +22,13 @@ from .planops import generic
 from .strategies import STRATEGIES
 
 __all__ = ["Compiled", "Evaluation", "Val", "compile"]
+
+
+# REQUIREMENTS (ir/program.py) on a batch of values (numpy or torch): whether the condition holds for every image
+_HOLDS: dict[str, Any] = {
+    "positive": lambda a: bool((a > 0).all()),
+    "normable_rows": lambda a: bool(((a * a).sum(-1) ** 0.5 > 0).all() & ((a * a).sum(-1) < math.inf).all()),
+}
 
 
 class Compiled:
@@ -75,6 +83,9 @@ class Compiled:
                                  f"dtypes disagree: {', '.join(f'{k} is {b.dtype}' for k, b in seen)}")
             arrays[name] = a
             shapes.append(sh)
+        for name, condition in p.requires:  # the program's own conditions on values (ToMe: size > 0)
+            if not _HOLDS[condition](arrays[name]):
+                raise InputError(f"{name} {REQUIREMENTS[condition]}")
         given = {}
         for s in self._given:
             if s in kwargs:

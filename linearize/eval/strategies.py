@@ -76,8 +76,8 @@ def contract(P: Planner, n: Node) -> Choice | None:
     if len(fs) < 2 or not any(v in f.free for f in fs) or not all(is_float(f) for f in fs):
         return None
     sizes = [elements(P, f) for f in fs]
-    big = fs[sizes.index(max(sizes))]
-    small = [f for f in fs if f is not big]
+    at = sizes.index(max(sizes))
+    big, small = fs[at], fs[:at] + fs[at + 1:]  # by position: a square m * m has the same factor twice
     try:
         rest = product(small)
     except IRError:

@@ -23,6 +23,13 @@ class InputError(ValueError):
     """Inputs or sizes that do not fit the program: the message names the problem."""
 
 
+# conditions a program may require of an input's values (Program.requires), checked with the inputs' finiteness
+REQUIREMENTS: dict[str, str] = {
+    "positive": "must be > 0 everywhere",
+    "normable_rows": "must have a finite nonzero L2 norm in every row (the sum of squares of the last axis)",
+}
+
+
 @dataclass(frozen=True)
 class Constraint:
     """lo <= size <= hi, checked before every evaluation; with clip, a value above hi is taken as hi (ToMe's r)."""
@@ -64,6 +71,7 @@ class Program:
     features: tuple[str, ...] = ("x",)  # inputs the output must be linear in, once scores are fixed
     doc: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    requires: tuple[tuple[str, str], ...] = ()  # (input, condition in REQUIREMENTS): ToMe's sizes > 0
 
     def __post_init__(self) -> None:
         if isinstance(self.output, tuple) and not (self.output and all(isinstance(o, Node) for o in self.output)):
@@ -74,6 +82,10 @@ class Program:
                 raise IRError(f"program {self.name}: inputs must be tensor() nodes")
         if len(set(names)) != len(names):
             raise IRError(f"program {self.name}: duplicate input names {names}")
+        for name, cond in self.requires:
+            if name not in names or cond not in REQUIREMENTS:
+                raise IRError(f"program {self.name}: requires ({name!r}, {cond!r}): name an input and one of "
+                              f"{', '.join(REQUIREMENTS)}")
         for root in self.roots():
             if root.free:
                 unbound = ", ".join(sorted(v.name for v in root.free))
@@ -251,11 +263,12 @@ def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Output, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
             early_returns: list[tuple[Any, Any, Output]] | None = None,
             features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None,
-            clip: tuple[Node, ...] = ()) -> Program:
+            clip: tuple[Node, ...] = (), requires: Mapping[str, str] | None = None) -> Program:
     """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
     meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to. A tuple
     output, (x_out, size_out), is a program with several outputs (early returns then give tuples too); clip=(r,)
-    takes a size above its range's top as the top, as ToMe clips r, instead of refusing it."""
+    takes a size above its range's top as the top, as ToMe clips r, instead of refusing it; requires={"size":
+    "positive"} checks a condition (REQUIREMENTS) on an input's values before every evaluation."""
     clipped = {as_affine(s) for s in clip}
     cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi), as_affine(s) in clipped)
                  for s, (lo, hi) in (sizes or {}).items())
@@ -264,7 +277,8 @@ def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Output, *,
     early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
     output = tuple(output) if isinstance(output, list | tuple) else output
     early = tuple(replace(e, value=tuple(e.value)) if isinstance(e.value, list) else e for e in early)
-    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}))
+    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}),
+                   tuple((requires or {}).items()))
 
 
 def keep_rate_to_k(keep_rate: float, n: int) -> int:

@@ -13,6 +13,8 @@ from ..ir.program import Program
 BUILTIN: dict[str, tuple[str, str, str]] = {
     "evit": ("linearize.programs.evit", "evit", "EViT: top-k tokens by CLS attention plus one fused token"),
     "topk": ("linearize.programs.topk", "topk_pruning", "Top-K: top-k tokens by CLS attention"),
+    "tome": ("linearize.programs.tome", "tome",
+             "ToMe: bipartite soft matching, the r most similar even rows merge into odd rows (x, size)"),
     "evit-seed": ("linearize.programs.evit_seed", "evit_seed",
                   "the seed's hand-written EViT linearization, as written (the checker refutes it)"),
 }
