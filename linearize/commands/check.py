@@ -11,11 +11,14 @@ from typing import Any
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr")
     parser.add_argument("--against", choices=("reference", "original"), default="reference",
-                        help="compare with the torch reference (default) or with the program's original form")
-    parser.add_argument("--examples", type=int, default=300, help="how many draws to try (default 300)")
+                        help="reference: the official torch code (its stable-sort variant on tied draws); "
+                             "original: the program as written")
+    parser.add_argument("--examples", type=int, default=300, help="how many random inputs to draw")
     parser.add_argument("--seed", type=int, default=None,
-                        help="explore other draws, reproducibly (default: hypothesis' fixed derandomized draws)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+                        help="a random seed S, to explore other draws reproducibly (default: hypothesis' fixed, "
+                             "derandomized draws)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of text, and no progress bar")
     parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
                         help="the backend that evaluates IR programs")
 

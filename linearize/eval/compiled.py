@@ -90,7 +90,7 @@ class Compiled:
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
         """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
         arrays, given, _ = self._check(kwargs)
-        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
         return env, arrays, next(iter(arrays.values())).dtype
 
     def plan(self, **kwargs: Any) -> Plan:
@@ -100,7 +100,7 @@ class Compiled:
     def _plan(self, arrays: dict[str, Any], given: dict[str, Any], key: tuple) -> Plan:
         plan = self._plans.get(key)
         if plan is None:  # new sizes: bind them (which checks them), then plan
-            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
             first = next(iter(arrays.values()))
             plan = Planner(self.backend, env, first.shape[0], first.dtype, fast=self.fast).plan(
                 self.program.active_root(env))
