@@ -1,4 +1,5 @@
-"""Printing in the seed's notation: sum<i < N>(...), heaviside(...), delta(...), named definitions."""
+"""Printing in linearize's text notation (that of the hand derivation published with EViT): sum<i < N>(...),
+heaviside(...), delta(...), named definitions."""
 
 from __future__ import annotations
 
@@ -159,7 +160,7 @@ def show_definition(p: Printer, d: Node) -> str:
 
 
 def show(n: Node, printer: Printer | None = None) -> str:
-    """One node in the seed's notation, definitions by name."""
+    """One node in the text notation, definitions by name."""
     return (printer or Printer()).show(n)
 
 
@@ -169,3 +170,12 @@ def show_with_definitions(n: Node) -> str:
     lines = [show_definition(p, d) for d in definitions(n)]
     lines.append(p.show(n))
     return "\n".join(lines)
+
+
+def shorten(text: str, width: int = 120, lines: int = 16) -> str:
+    """text for a REPL: each line cut to `width` characters, at most `lines` lines, and what was cut said."""
+    rows = text.splitlines()
+    out = [r if len(r) <= width else r[:width - 3] + "..." for r in rows[:lines]]
+    if len(rows) > lines:
+        out.append(f"... ({len(rows) - lines} more lines)")
+    return "\n".join(out)

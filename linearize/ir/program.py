@@ -9,7 +9,7 @@ from typing import Any
 
 from .build import as_affine
 from .nodes import Affine, IRError, Node, Op, Sym
-from .printing import Printer, definitions, show_definition
+from .printing import Printer, definitions, shorten, show_definition
 
 
 class InputError(ValueError):
@@ -160,6 +160,10 @@ class Program:
             lines.append("    " + show_definition(p, d))
         lines.append(f"    return {p.show(self.output)}")
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        """The notation, as print() shows it, with long lines and long programs cut (str() is never cut)."""
+        return shorten(str(self))
 
     def _repr_latex_(self) -> str:
         from ..show.sympy_bridge import program_latex

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..ir.nodes import Affine, IRError, Node, Op, Sym, affine, bound, node
-from ..ir.printing import Printer, definitions, show, show_definition
+from ..ir.printing import Printer, definitions, shorten, show, show_definition
 from ..ir.program import Program
 
 
@@ -174,6 +174,19 @@ class Step:
             after = "; ".join(show_definition(p, d) for d in definitions(self.after) if d not in known)
         return {"pass": self.pass_name, "rule": self.rule, "before": before, "after": after}
 
+    def __str__(self) -> str:
+        d = self.to_dict()
+        return f"[{self.pass_name} / {self.rule}] {d['before']} => {d['after']}"
+
+    def __repr__(self) -> str:
+        """One line: the rule, and each side cut to `width` characters (str() is never cut)."""
+        return self.line()
+
+    def line(self, width: int = 60) -> str:
+        d = self.to_dict()
+        before, after = (shorten(d[side], width=width, lines=1) for side in ("before", "after"))
+        return f"[{self.pass_name} / {self.rule}] {before} => {after}"
+
     def _repr_latex_(self) -> str:
         from ..show.latex import step_latex
         return step_latex(self)
@@ -200,6 +213,16 @@ class Derivation:
             lines.append(f"    => {d['after']}")
         lines += ["", str(self.result)]
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        """A summary for a REPL: the passes, one line per step, the result; print() shows everything."""
+        shown = 12
+        head = (f"Derivation of {self.source.name}: {len(self.steps)} step{'' if len(self.steps) == 1 else 's'} "
+                f"({', '.join(self.passes)})")
+        lines = [head] + [f"{i:>3}. {s.line(48)}" for i, s in enumerate(self.steps[:shown], 1)]
+        if len(self.steps) > shown:
+            lines.append(f"    ... ({len(self.steps) - shown} more steps)")
+        return "\n".join([*lines, "result:", repr(self.result)])
 
     def to_json(self) -> dict:
         from ..ir.form import ops_present

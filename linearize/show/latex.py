@@ -2,9 +2,10 @@
 
 The printer mirrors printing.py op for op, so a step such as `x[1:][i] => x[i + 1]` still shows what changed
 (SymPy would print both sides as x_{i+1,c}, and would reorder terms); index arithmetic goes through SymPy's
-latex(). Notation: \\sum_{i=0}^{N-1}, H(.) for heaviside, \\delta(.) for delta, upright named definitions
-(\\mathrm{rank}_{i}), slices as x_{1{:}}, [f(r) for r in range(k)] as [f]_{r=0}^{k-1}, a cat along rows as a
-bmatrix of its blocks, data-dependent ops as \\operatorname{topk}(...), a down arrow marking descending order.
+latex(). Notation: \\sum_{i=0}^{N-1}, \\theta(.) for heaviside (not H: that is the head count), \\delta(.) for
+delta, upright named definitions (\\mathrm{rank}_{i}), slices as x_{1{:}}, [f(r) for r in range(k)] as
+[f]_{r=0}^{k-1}, a cat along rows as a bmatrix of its blocks, data-dependent ops as \\operatorname{topk}(...), a
+down arrow marking descending order.
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ _RENDER: dict[Op, Callable[[LatexPrinter, Node], Shown]] = {
     Op.AFFINE: lambda p, n: (affine_latex(n.arg), _affine_prec(n.arg), False),
     Op.ADD: LatexPrinter.binary, Op.SUB: LatexPrinter.binary, Op.MUL: LatexPrinter.binary,
     Op.DIV: lambda p, n: (rf"\frac{{{p.show(n.src[0])}}}{{{p.show(n.src[1])}}}", _ATOM, False),
-    Op.NEG: _neg, Op.HEAVISIDE: _unary("H"), Op.DELTA: _unary(r"\delta"),
+    Op.NEG: _neg, Op.HEAVISIDE: _unary(r"\theta"), Op.DELTA: _unary(r"\delta"),
     Op.INDEX: LatexPrinter.items, Op.SLICE: LatexPrinter.items,
     Op.CAT: LatexPrinter.cat, Op.SUM: LatexPrinter.sum, Op.STACK: LatexPrinter.stack, Op.MEAN: LatexPrinter.mean,
     **{op: LatexPrinter.call for op in _CALLS},
