@@ -1,4 +1,4 @@
-"""The Python builder: write a pruning program close to the seed's pseudo-code.
+"""The Python builder: write a pruning program close to the hand derivation's pseudo-code.
 
     N, C, k = sizes("N C k")
     X = tensor("X", N + 1, C)
