@@ -3,6 +3,8 @@ bad input: exit status 2, exactly one line on stderr starting `linearize: error:
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -356,3 +358,51 @@ def test_out_of_range_k_names_the_sizes(capsys, tmp_path):
     assert main(["eval", "evit", "--inputs", str(tmp_path / "in.npz"), "--out", "o.npz", "--k", "0", "--form",
                  "original"]) == 2
     assert capsys.readouterr().err == "linearize: error: k out of range: need 1 <= k <= N, got k = 0, N = 6\n"
+
+
+# ----------------------------------------------------------------------------------------------- progress
+def on_a_terminal(*args: str) -> tuple[int, str]:
+    """Run the command with stdout and stderr on a pseudo-terminal, as a user at a shell would."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 24 rows, 120 columns
+    proc = subprocess.Popen([sys.executable, "-m", "linearize", *args], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(timeout=300), b"".join(chunks).decode(errors="replace")
+
+
+def test_check_shows_progress_on_a_terminal_only():
+    status, seen = on_a_terminal("check", "topk", "--examples", "30")
+    assert status == 0 and re.search(r"topk: +\d+%.*\d+/30 \[.*example", seen), seen
+    assert "topk: ok, 30 examples" in seen
+    status, seen = on_a_terminal("check", "topk", "--examples", "30", "--json")
+    assert status == 0 and json.loads(seen)["examples"] == 30  # nothing but the JSON object
+    res = cli("check", "topk", "--examples", "30")  # piped: no bar
+    assert res.returncode == 0 and res.stderr == "" and res.stdout.startswith("topk: ok, 30 examples")
+
+
+def test_check_progress_says_when_it_shrinks():
+    status, seen = on_a_terminal("check", "evit-seed", "--examples", "30")
+    assert status == 1 and "evit-seed: shrinking a counterexample" in seen and "reproduce:" in seen
+
+
+def test_prove_shows_progress_on_a_terminal_only():
+    status, seen = on_a_terminal("prove", "topk", "--max-n", "6")  # about a second: the bar refreshes
+    total = 1 * 1 + 3 * 2 + 13 * 3 + 75 * 4 + 541 * 5 + 4683 * 6  # weak orderings of n scores, times n values of k
+    assert status == 0 and re.search(rf"n = \d: .*/{total} \[.*region", seen), seen
+    res = cli("prove", "topk", "--max-n", "4")
+    assert res.returncode == 0 and res.stderr == ""

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..rewrite import linearize
     from ..verify.check import check
     from .forms import reference_name
+    from .progress import Bar, wanted
 
     if args.examples < 1:
         raise UsageError(f"--examples must be >= 1, got {args.examples}")
@@ -63,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
                          f"try `linearize check {args.program} --against reference`")
     else:
         reference, against = prog, "original"
-    result = check(candidate, reference, examples=args.examples, seed=args.seed, backend=args.backend)
+    with Bar(wanted(args), args.examples, "example", prog.name) as bar:
+        def progress(done: int, total: int, shrinking: bool) -> None:
+            bar.update(done, desc=f"{prog.name}: shrinking a counterexample" if shrinking else prog.name)
+        result = check(candidate, reference, examples=args.examples, seed=args.seed, backend=args.backend,
+                       progress=progress)
     if args.json:
         print(json.dumps({"program": prog.name, "against": args.against, **result.to_dict()}))
         return 0 if result.ok else 1
