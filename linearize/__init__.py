@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import programs
 from .eval.compiled import Compiled, compile
+from .ir import Affine, IRError, Node, Op, Sym
 from .ir.build import (
     argsort,
     cat,
@@ -29,8 +30,7 @@ from .ir.build import (
     tensor,
     topk,
 )
-from .ir.nodes import Affine, IRError, Node, Op, Sym
-from .ir.program import InputError, Program, keep_rate_to_k, program
+from .ir.program import LATEX, InputError, Program, keep_rate_to_k, program
 from .rewrite import Derivation, LinearizeError, linearize
 
 __all__ = [
@@ -71,6 +71,19 @@ __all__ = [
                     "topk",
 ]
 __version__ = "0.1.0"
+
+
+def _latex(kind: str) -> object:
+    """The LaTeX renderer of programs, derivations and steps (show/latex.py), loaded when Jupyter first asks: the
+    IR and the rewrite engine declare the hook, the package (the top layer) fills it."""
+    def render(obj: object) -> str:
+        from .show import latex
+        renderers = {"program": latex.program_latex, "derivation": latex.derivation_latex, "step": latex.step_latex}
+        return renderers[kind](obj)
+    return render
+
+
+LATEX.update({kind: _latex(kind) for kind in ("program", "derivation", "step")})
 
 
 def __getattr__(name: str) -> object:

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .ir.nodes import IRError
+    from .ir import IRError
     from .ir.program import InputError
     from .programs import UnknownProgram
     try:

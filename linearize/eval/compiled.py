@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..ir.nodes import Sym
+from ..ir import Sym
 from ..ir.program import InputError, Program
 from .backends import get_backend
 from .generic import Evaluation, Val

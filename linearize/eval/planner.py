@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..ir.nodes import Affine, Node, Op, Sym
+from ..ir import Affine, Node, Op, Sym
 from .backends import Backend
 from .generic import affine_array, check_index_range, sort_axes, widest_range
 from .plan import Meta, Plan, Step, reshaper
