@@ -17,6 +17,7 @@ from ..ir.algebra import nonneg, replace_nodes
 from ..ir.form import ops_present
 from ..ir.printing import Printer, definitions, shorten, show, show_definition
 from ..ir.program import LATEX, Program
+from ..ir.tree import Trees
 
 
 class LinearizeError(RuntimeError):
@@ -122,8 +123,14 @@ class Derivation:
         return "\n".join([*lines, "result:", repr(self.result)])
 
     def to_json(self) -> dict:
-        return {"program": self.source.name, "steps": [s.to_dict() for s in self.steps],
-                "result": str(self.result), "ops": ops_present(self.result)}
+        """The derivation as JSON trees a program can read, with the text forms (schema: docs/cli.md)."""
+        trees = Trees()
+        source = trees.program(self.source)
+        steps = [{"pass": s.pass_name, "rule": s.rule, "before": trees.node(s.before), "after": trees.node(s.after),
+                  "text": {k: v for k, v in s.to_dict().items() if k in ("before", "after")}} for s in self.steps]
+        result = trees.program(self.result)
+        return {"program": self.source.name, "passes": list(self.passes), "source": source, "steps": steps,
+                "result": result, "definitions": trees.definitions, "ops": ops_present(self.result)}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
