@@ -22,6 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
                         help="the backend for the original and linearized forms (the reference forms are torch "
                              "code and run on torch whatever this says)")
+    parser.add_argument("--threads", default="auto", type=_threads,
+                        help="torch threads for the original and linearized forms on torch: auto (one thread for "
+                             "inputs under 2^23 elements, where more threads cost more than they save; torch's "
+                             "default above), or a number")
+
+
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be auto or a positive integer, got {text!r}")
+    return int(text)
 
 
 def load_npz(path: str) -> dict:
@@ -108,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if args.form in REFERENCE_FORMS:
         out, how = _reference(prog, args.form, inputs, k)
     else:
-        out = compile(program_in_form(prog, args.form), args.backend)(**inputs, k=k)
+        out = compile(program_in_form(prog, args.form), args.backend, threads=args.threads)(**inputs, k=k)
         out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
         how = f"the {args.form} form on {args.backend}"
     path = output_name(args.out)
