@@ -12,6 +12,8 @@ import importlib
 import os
 import sys
 
+from .commands import UsageError
+
 DESCRIPTION = """\
 linearize rewrites the token selection of Vision-Transformer pruning methods (EViT, Top-K), written with
 torch.topk, sort and gather, into data-oblivious sums of heaviside/delta step functions; it records every
@@ -32,10 +34,6 @@ COMMANDS: dict[str, str] = {
     "prove": "prove equivalence over every ordering of the scores, exactly",
     "cost": "count comparisons, rank tests, multiplications and additions",
 }
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def _commands() -> dict[str, str]:

@@ -42,7 +42,7 @@ def load_npz(path: str) -> dict:
 
     import numpy as np
 
-    from ..cli import UsageError
+    from . import UsageError
     try:
         if os.path.exists(path) and not zipfile.is_zipfile(path):  # np.load would read an .npy, or try a pickle
             raise UsageError(f"{path} is not an .npz file (np.savez writes one)")
@@ -96,10 +96,10 @@ def output_name(path: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..cli import UsageError
     from ..eval.compiled import compile
     from ..ir.program import InputError, keep_rate_to_k
     from ..programs import get
+    from . import UsageError
     from .forms import REFERENCE_FORMS, program_in_form
 
     prog = get(args.program)

@@ -19,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..programs import get
     from ..verify.prove import ProveError, prove
+    from . import UsageError
     from .progress import Bar, wanted
 
     if not 1 <= args.max_n <= 9:

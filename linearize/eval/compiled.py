@@ -18,6 +18,8 @@ from .backends import get_backend
 from .generic import Evaluation, Val
 from .plan import Plan
 from .planner import Planner
+from .planops import generic
+from .strategies import STRATEGIES
 
 __all__ = ["SMALL_CALL", "Compiled", "Evaluation", "Val", "compile", "on_threads"]
 
@@ -124,7 +126,8 @@ class Compiled:
         if plan is None:  # new sizes: bind them (which checks them), then plan
             env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
             first = next(iter(arrays.values()))
-            plan = Planner(self.backend, env, first.shape[0], first.dtype, fast=self.fast).plan(
+            plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES if self.fast else (),
+                           generic).plan(
                 self.program.active_root(env))
             if len(self._plans) >= self.cache_size:
                 self._plans.pop(next(iter(self._plans)))

@@ -126,6 +126,8 @@ class Evaluation:
             return Val(spec.impl(self.xp, *arrays), axes)
         if spec.kind == "selection":
             return _selection(self, n)
+        if spec.kind == "reduction":
+            return _reduction(self, n)
         return _STRUCTURAL[n.op](self, n)
 
     def value(self, n: Node) -> Val:
@@ -213,9 +215,9 @@ def _cat(ev: Evaluation, n: Node) -> Val:
     return Val(ev.xp.concat(full, pos), axes)
 
 
-def _mean(ev: Evaluation, n: Node) -> Val:
+def _reduction(ev: Evaluation, n: Node) -> Val:
     x = ev.memo[n.src[0]]
-    return Val(OPS[n.op].impl(ev.xp, x.data, 1 + len(x.axes) + n.arg), x.axes)
+    return Val(OPS[n.op].impl(ev.xp, x.data, 1 + len(x.axes) + OPS[n.op].axis(n)), x.axes)
 
 
 def _selection(ev: Evaluation, n: Node) -> Val:
@@ -239,5 +241,4 @@ _STRUCTURAL: dict[Op, Callable[[Evaluation, Node], Val]] = {
     Op.INPUT: _input, Op.CONST: _const, Op.AFFINE: lambda ev, n: ev.affine(n.arg),
     Op.INDEX: Evaluation.index, Op.SLICE: _slice, Op.CAT: _cat,
     Op.SUM: Evaluation.binder, Op.STACK: Evaluation.binder, Op.DEF: lambda ev, n: ev.memo[n.src[0]],
-    Op.MEAN: _mean,
 }

@@ -166,6 +166,11 @@ def mean(x: Node, axis: int = 0) -> Node:
     return node(Op.MEAN, (x,), axis)
 
 
+def amax(x: Node, axis: int = 0) -> Node:
+    """The largest value along an axis (a value: which element is largest is not used)."""
+    return node(Op.AMAX, (x,), axis)
+
+
 def argsort(key: Node, descending: bool = False) -> Node:
     """Stable: among equal keys the lower index comes first."""
     return node(Op.ARGSORT, (key,), bool(descending))

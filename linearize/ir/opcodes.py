@@ -24,6 +24,7 @@ class Op(enum.Enum):
     STACK = enum.auto()
     DEF = enum.auto()
     MEAN = enum.auto()
+    AMAX = enum.auto()
     ARGSORT = enum.auto()
     SORT_BY_KEY = enum.auto()
     TOPK = enum.auto()

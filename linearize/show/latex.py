@@ -151,8 +151,9 @@ class LatexPrinter:
         rows = [self.show(s.src[0]) if _is_row(s) else self.show(s) for s in n.src]
         return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}", _ATOM, False
 
-    def mean(self, n: Node) -> Shown:
-        x, axis = n.src[0], n.arg
+    def reduction(self, n: Node, kind: str) -> Shown:
+        """mean: \\frac{1}{d} \\sum_{a=0}^{d-1} x_a; max: \\max_{a=0}^{d-1} x_a, over a fresh index a."""
+        x, axis = n.src[0], OPS[n.op].axis(n)
         d = x.shape[axis]
         taken = {v.name for m in x.toposort() for v in (m.free | (m.arg.vars if m.op is Op.AFFINE else set()))}
         name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const else "a"
@@ -160,7 +161,10 @@ class LatexPrinter:
             name += "'"
         v = Sym(name, "var", Affine(), d)
         body = self.show(node(Op.INDEX, (x, affine(v)), axis), _MUL)
-        return rf"\frac{{1}}{{{affine_latex(d)}}} \sum_{{{name}=0}}^{{{affine_latex(d - 1)}}} {body}", _ATOM, True
+        limits = rf"_{{{name}=0}}^{{{affine_latex(d - 1)}}}"
+        if kind == "max":
+            return rf"\max{limits} {body}", _ATOM, True
+        return rf"\frac{{1}}{{{affine_latex(d)}}} \sum{limits} {body}", _ATOM, True
 
     def call(self, name: str, n: Node, extra: Affine | None = None, descending: bool = False) -> Shown:
         """\\operatorname{name}(operands[, extra]), a down arrow marking a descending order."""
