@@ -32,7 +32,7 @@ COMMANDS: dict[str, str] = {
     "derive": "run the rewrite passes and print the derivation",
     "check": "property-test a program's linearized form against its torch reference",
     "prove": "prove equivalence over every ordering of the scores, exactly",
-    "cost": "count comparisons, rank tests, multiplications and additions",
+    "cost": "count comparisons, rank tests, multiplications and additions, or the MPC cost (--model mpc)",
 }
 
 
