@@ -22,16 +22,23 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from linearize.reference_dynamicvit import (
+from linearize.reference import (
     DYNAMICVIT_REFERENCES,
+    POMT_REFERENCES,
+    TOME_REFERENCES,
     dynamicvit,
     dynamicvit_keep,
     dynamicvit_ordered,
     dynamicvit_ordered_stable,
     dynamicvit_stable,
+    pomt,
+    pomt_metric,
+    pomt_per_image,
+    pomt_stable,
+    tome,
+    tome_r,
+    tome_stable,
 )
-from linearize.reference_pomt import POMT_REFERENCES, pomt, pomt_metric, pomt_per_image, pomt_stable
-from linearize.reference_tome import TOME_REFERENCES, tome, tome_r, tome_stable
 
 # torch's CPU sort without stable=True keeps tied values in index order for up to 16 values and reorders them
 # beyond (torch 2.x): the tied tests include sizes with more than 16 values to sort, where only the stable

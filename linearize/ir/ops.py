@@ -91,10 +91,6 @@ def _count_additions(c: Any, n: Any, each: Any) -> dict[str, Any]:
     return {} if c.only_compared(n) else {"additions": each}
 
 
-def _stable_argsort(xp: Any, key: Any, descending: bool) -> Any:
-    return xp.argsort(key, descending)
-
-
 def _rows(xp: Any, X: Any, idx: Any) -> Any:
     """X[b, idx[b, m]] for every batch b: X (B, n, *rest), idx (B, m) -> (B, m, *rest)."""
     return xp.take_along(X, idx.reshape(idx.shape + (1,) * (X.ndim - 2)), 1)
