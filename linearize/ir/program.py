@@ -41,6 +41,9 @@ class EarlyReturn:
 
 @dataclass(frozen=True)
 class Program:
+    """A program: named inputs, one output node, the sizes' ranges and size-level early returns. Build one with
+    `program(...)`; print() shows it in the text notation, Jupyter renders it as LaTeX."""
+
     name: str
     inputs: tuple[Node, ...]
     output: Node

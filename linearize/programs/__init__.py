@@ -24,6 +24,7 @@ class UnknownProgram(LookupError):
 
 
 def names() -> list[str]:
+    """The built-in programs' names (`linearize list`)."""
     return list(BUILTIN)
 
 

@@ -59,6 +59,9 @@ class Pass:
 
 @dataclass(frozen=True)
 class Step:
+    """One rule application: the subterm `before` replaced by `after`, and the whole program after it. print()
+    shows `[pass / rule] before => after`; Jupyter renders it as an equation."""
+
     pass_name: str
     rule: str
     before: Node
