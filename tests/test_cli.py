@@ -40,6 +40,19 @@ def test_list_and_show_import_neither_torch_nor_sympy(argv):
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.parametrize("argv", [["derive", "evit", "--format", "json"], ["cost", "evit", "--model", "mpc"],
+                                  ["eval", "evit", "--inputs", "in.npz", "--out", "out", "--k", "2", "--form",
+                                   "linearized"], ["--version"]])
+def test_commands_that_need_no_torch_do_not_import_it(argv, tmp_path):
+    x, attn = make_inputs()
+    np.savez(tmp_path / "in.npz", x=x, attn=attn)
+    code = (f"import sys; from linearize.cli import main\ntry: status = main({argv!r})\nexcept SystemExit as e: "
+            "status = e.code\nassert status in (0, None), status\n"
+            "assert 'torch' not in sys.modules and 'tqdm' not in sys.modules, 'torch or tqdm imported'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+
+
 USER_PROGRAM = """
 from linearize import cat, gather, mean, program, sizes, tensor, topk
 

@@ -64,13 +64,13 @@ def _mpc(args: argparse.Namespace, prog: object, form: object, sizes: dict[str, 
     from ..verify.cost import CostError
     from ..verify.cost_mpc import COUNTS, DEPTHS, PROTOCOL, bitonic, describe, formula_text, mpc_cost
     from . import UsageError
-    from .forms import reference_name
     try:
         result = mpc_cost(form)
     except CostError as e:
         raise UsageError(str(e)) from None
-    ref = reference_name(prog)
-    fused = ref == "evit" if ref else str(form.output.shape[0]) == "k + 2"  # EViT's fused token, or not
+    # EViT's fused token, or not: by the reference the program answers to (read without importing torch)
+    ref = (prog.meta or {}).get("reference", prog.name)
+    fused = ref == "evit" if ref in ("evit", "topk") else str(form.output.shape[0]) == "k + 2"
     data = describe(result, bitonic(fused), sizes)
     data["pipeline"] = None if form is prog else args.pipeline
     if args.json:
