@@ -16,7 +16,8 @@ BUILTIN: dict[str, tuple[str, str, str]] = {
     "tome": ("linearize.programs.tome", "tome",
              "ToMe: bipartite soft matching, the r most similar even rows merge into odd rows (x, size)"),
     "evit-seed": ("linearize.programs.evit_seed", "evit_seed",
-                  "the seed's hand-written EViT linearization, as written (the checker refutes it)"),
+                  "the hand derivation: EViT's hand linearization published with its verification plans, "
+                  "as written (the checker refutes it)"),
 }
 
 
@@ -25,6 +26,7 @@ class UnknownProgram(LookupError):
 
 
 def names() -> list[str]:
+    """The built-in programs' names (`linearize list`)."""
     return list(BUILTIN)
 
 
