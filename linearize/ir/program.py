@@ -188,16 +188,11 @@ class Program:
             if c.clip and v > hi >= lo:
                 v = env[c.size] = hi
             if not lo <= v <= hi:
-<<<<<<< HEAD
-                raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi} "
-                                 f"({c.lo} = {lo}, {c.hi} = {hi}), got {c.size.name} = {v}")
+                others = sorted({s for s in c.lo.syms | c.hi.syms if s != c.size}, key=Sym.sort_key)
+                values = ", ".join(f"{s.name} = {Affine.of(s).value(env)}" for s in [c.size, *others])
+                raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi}, got {values}")
         for s in self.derived_sizes:
             env[s] = s.quotient(env)
-=======
-                others = sorted({s for s in c.lo.syms | c.hi.syms if s != c.size}, key=Sym.sort_key)
-                values = ", ".join(f"{s.name} = {env[s]}" for s in [c.size, *others])
-                raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi}, got {values}")
->>>>>>> main
         return env
 
     @cached_property
