@@ -25,7 +25,6 @@ from __future__ import annotations
 from ..ir.build import (
     amax,
     argmax,
-    argsort,
     cat,
     complement,
     define,
@@ -37,6 +36,7 @@ from ..ir.build import (
     stack_over,
     sum_over,
     tensor,
+    topk,
 )
 from ..ir.nodes import Node
 from ..ir.program import Program, program
@@ -56,8 +56,7 @@ def tome() -> Program:
     scores = define("scores", i, stack_over(j, sum_over(e, a[1:][i, e] * b[j, e])))  # [A, B] a @ b^T, CLS row out
     node_max = define("node_max", amax(scores, axis=1))  # [A] each even row's best similarity
     node_idx = argmax(scores, axis=1)  # [A] and its first most similar odd row
-    edge_idx = argsort(node_max, descending=True)  # [A]
-    src_idx = edge_idx[:r]  # [r] the even rows that merge
+    src_idx = topk(node_max, r)  # [r] the even rows that merge: argsort(node_max, descending=True)[:r]
     unm_idx = complement(src_idx, A)  # [A - r] the others, in index order
     dst_idx = gather(node_idx, src_idx)  # [r] the odd row each merges into
 

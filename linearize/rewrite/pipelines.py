@@ -11,13 +11,16 @@ from collections.abc import Iterable
 from ..ir.form import linearized_problems
 from ..ir.program import Program
 from .engine import Derivation, LinearizeError, Pass, Rule, run_pipeline
+from .merge import ARGMAX, MERGE, ORDER
 from .rank import DISTINCT_RANKS, STABLE_RANKS
 from .select import SELECT
 from .share import SHARE
 from .simplify import SIMPLIFY
 from .sort import MASKED_SUMS, SORT
 
-DEFAULT_PIPELINE: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, SIMPLIFY, STABLE_RANKS, SIMPLIFY)
+# merge, index-order and argmax fire on ToMe's scatter-add, unmerged rows and argmax, and on nothing in EViT
+DEFAULT_PIPELINE: tuple[Pass, ...] = (MERGE, SELECT, ORDER, MASKED_SUMS, SORT, ARGMAX, SIMPLIFY, STABLE_RANKS,
+                                      SIMPLIFY)
 # the hand derivation's ranks, without a tie-break (wrong on ties; kept to show why)
 SEED_PIPELINE: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, SIMPLIFY, DISTINCT_RANKS, SIMPLIFY)
 # the default, then one comparison per pair of keys (used by `linearize cost`; see docs/prove.md)
@@ -26,7 +29,8 @@ SHARED_PIPELINE: tuple[Pass, ...] = (*DEFAULT_PIPELINE, SHARE, SIMPLIFY)
 PIPELINES: dict[str, tuple[Pass, ...]] = {"default": DEFAULT_PIPELINE, "shared": SHARED_PIPELINE,
                                           "seed": SEED_PIPELINE}
 
-ALL_PASSES: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, STABLE_RANKS, DISTINCT_RANKS, SHARE, SIMPLIFY)
+ALL_PASSES: tuple[Pass, ...] = (MERGE, SELECT, ORDER, MASKED_SUMS, SORT, ARGMAX, STABLE_RANKS, DISTINCT_RANKS, SHARE,
+                                SIMPLIFY)
 ALL_RULES: dict[str, Rule] = {r.name: r for p in ALL_PASSES for r in p.rules}
 
 __all__ = [

@@ -1,0 +1,88 @@
+"""Merging (ToMe) -> masked sums: a scatter-add is a sum over the sources masked by where each lands, the first
+maximal index along an axis is the least index among the maximal entries, and the unselected rows in index order
+are the rows whose position is the count of unselected rows before them."""
+
+from __future__ import annotations
+
+from ..ir import Affine, Node, Op, Sym, affine, node
+from ..ir.algebra import fresh
+from ..ir.build import amax, define, delta, heaviside, rank_of, stack_over, sum_over
+from .engine import Context, Pass, rule
+
+
+@rule("scatter-add",
+      "scatter_add(X, idx, Y) = [X[q] + sum<m < M>(delta(idx[m] - q) * Y[m]) for q in range(n)]  "
+      "(row Y[m] lands on row idx[m])")
+def scatter_add(n: Node, ctx: Context) -> Node | None:
+    if n.op is not Op.SCATTER_ADD:
+        return None
+    X, idx, Y = n.src
+    q = fresh("q", 0, X.shape[0], [X, idx, Y])
+    m = fresh("m", 0, idx.shape[0], [X, idx, Y])
+    qa, ma = affine(q), affine(m)
+    lands = node(Op.DELTA, (node(Op.SUB, (node(Op.INDEX, (idx, ma), 0), qa)),))
+    added = node(Op.SUM, (node(Op.MUL, (lands, node(Op.INDEX, (Y, ma), 0))),), m)
+    return node(Op.STACK, (node(Op.ADD, (node(Op.INDEX, (X, qa), 0), added)),), q)
+
+
+def _stack(axes: list[Sym], body: Node) -> Node:
+    for v in reversed(axes):
+        body = stack_over(v, body)
+    return body
+
+
+@rule("argmax-first",
+      "argmax(S, a)[..] = min{j : S[.., j] == max_j' S[.., j']} = "
+      "-amax(-[j + L * (1 - delta(S[.., j] - amax(S, a)[..])) for j < L], a)  (the first maximal index; "
+      "L = the axis length pushes the others past it)")
+def argmax_first(n: Node, ctx: Context) -> Node | None:
+    if n.op is not Op.ARGMAX:
+        return None
+    S, a = n.src[0], n.arg
+    L = S.shape[a]
+    names = iter(("i", "i'", "i''", "i'''", "i''''"))
+    outer = [Sym(next(names), "var", Affine(), d) for k, d in enumerate(S.shape) if k != a]
+    j = Sym("j", "var", Affine(), L)
+    at = [affine(v) for v in outer]
+    entry = S
+    for k in range(len(S.shape)):  # S[.., j, ..]
+        entry = node(Op.INDEX, (entry, affine(j) if k == a else at.pop(0)), 0)
+    best = amax(S, a)
+    for v in outer:
+        best = node(Op.INDEX, (best, affine(v)), 0)
+    pushed = affine(j) + affine(L) * (1.0 - delta(entry - best))
+    axes = outer[:a] + [j] + outer[a:]
+    return define("first_max", -amax(_stack(axes, -pushed), a))
+
+
+def _head(idx: Node) -> tuple[Node, Affine] | None:
+    """(key, k) when idx lists the k largest keys: topk(key, k)."""
+    if idx.op is Op.TOPK:
+        return idx.src[0], idx.arg
+    return None
+
+
+@rule("complement-gather",
+      "gather(A, complement(topk(key, k), n)) = [sum<i < n>(kept[i] * delta(sum<j < i>(kept[j]) - u) * A[i]) "
+      "for u < n - k],  kept[i] = heaviside(rank(key)[i] - k + 1)  (kept token i goes to position #{kept j < i})")
+def complement_gather(n: Node, ctx: Context) -> Node | None:
+    match n:
+        case Node(op=Op.GATHER, src=(A, Node(op=Op.COMPLEMENT, src=(sel,), arg=total))) if _head(sel):
+            key, k = _head(sel)  # type: ignore[misc]
+            if total != key.shape[0] or A.shape[0] != total:
+                return None
+            i = fresh("i", 0, total, [A])
+            rank = rank_of(key, descending=True)
+            kept = define("kept", i, heaviside(rank[affine(i)] - affine(k - 1)))
+            j = fresh("j", 0, Affine.of(i), [A])
+            position = define("position", i, sum_over(affine(j), kept[affine(j)]))
+            u = fresh("u", 0, total - k, [A])
+            hit = kept[affine(i)] * delta(position[affine(i)] - affine(u))
+            return stack_over(u, sum_over(affine(i), hit * node(Op.INDEX, (A, affine(i)), 0)))
+    return None
+
+
+MERGE = Pass("merge", (scatter_add,), "a scatter-add becomes a sum over the sources, masked by where each lands")
+ORDER = Pass("index-order", (complement_gather,),
+             "the unselected rows in index order: each goes to the position that counts the unselected rows before it")
+ARGMAX = Pass("argmax", (argmax_first,), "the first maximal index is the least index among the maximal entries")
