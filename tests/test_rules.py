@@ -13,6 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 from linearize import compile
 from linearize.ir.build import (
+    amax,
+    argmax,
     argsort,
     complement,
     const,
@@ -24,6 +26,7 @@ from linearize.ir.build import (
     kth_largest,
     kth_smallest,
     rank_of,
+    scatter_add,
     sizes,
     sort_by_key,
     stack_over,
@@ -66,6 +69,22 @@ def sorted_range(lo, hi, descending):
         o = order(K, descending)[lo(kk, len(K)):hi(kk, len(K))]
         return weighted(X, K, o)
     return oracle
+
+
+# for each i the first j whose key is larger, 0 when none is: an argmax per row of a 0/1 table full of ties
+TABLE = stack_over(i, stack_over(j, heaviside(key[j] - key[i])))
+FIRST_LARGER = argmax(TABLE, axis=1)
+
+
+def first_larger(K):
+    return np.array([next((t for t in range(len(K)) if K[t] > K[s]), 0) for s in range(len(K))])
+
+
+def scattered(base, idx, rows):  # base with rows[m] added to base[idx[m]], one at a time
+    out = np.array(base, dtype=np.float64, copy=True)
+    for m, q in enumerate(idx):
+        out[q] += rows[m]
+    return out
 
 
 NUM_GREATER = define("num_greater", i, sum_over(j, heaviside(key[j] - key[i])))
@@ -118,6 +137,26 @@ CASES: list[tuple] = [
      lambda X, K, kk: X + K[:, None] * X),
     ("mask-first", "fused", sum_over(i, heaviside(key[i] - key[0]) * (key[i] * x[i])),
      lambda X, K, kk: ((K > K[0]) * K) @ X),
+    ("scatter-add", "rows-collide", scatter_add(x, FIRST_LARGER, 2.0 * x),
+     lambda X, K, kk: scattered(X, first_larger(K), 2.0 * X)),
+    ("scatter-add", "scalars", scatter_add(key, FIRST_LARGER, key * key),
+     lambda X, K, kk: scattered(K, first_larger(K), K * K)),
+    ("scatter-add", "head-rows", scatter_add(x, topk(key, k), x[0:k]),
+     lambda X, K, kk: scattered(X, order(K)[:kk], X[:kk])),
+    ("argmax-first", "rows", FIRST_LARGER * 1.0, lambda X, K, kk: first_larger(K)),
+    ("argmax-first", "columns", argmax(TABLE, axis=0) + 0.0,  # the first i with key[i] < key[j], or 0
+     lambda X, K, kk: np.array([next((s for s in range(len(K)) if K[t] > K[s]), 0) for t in range(len(K))])),
+    ("argmax-first", "one-hot", stack_over(i, sum_over(j, delta(FIRST_LARGER[i] - j) * x[j])),
+     lambda X, K, kk: X[first_larger(K)]),
+    ("argmax-first", "vector", argmax(key, axis=0) + 0.0, lambda X, K, kk: np.float64(np.argmax(K))),
+    ("complement-gather", "rest", gather(x, comp), lambda X, K, kk: X[np.sort(order(K)[kk:])]),
+    ("complement-gather", "keys", gather(key, comp) * 2.0, lambda X, K, kk: 2 * K[np.sort(order(K)[kk:])]),
+    ("sorted-range-sum", "head-slice", sum_over(index("m", k), sort_by_key(key, key, True)[:k][index("m", k)]
+                                                * sort_by_key(x, key, True)[:k][index("m", k)]),
+     lambda X, K, kk: weighted(X, K, order(K)[:kk])),
+    ("sorted-range-sum", "offset-slice",
+     sum_over(index("m", k - 1), sort_by_key(x, key, False)[1:k][index("m", k - 1)]),
+     lambda X, K, kk: X[order(K, False)[1:kk]].sum(0)),
     ("mask-first", "two-masks", stack_over(i, (heaviside(i - k + 1) * delta(key[i] - key[0])) * (key[i] * x[i])),
      lambda X, K, kk: ((np.arange(len(K)) >= kk) * (K == K[0]) * K)[:, None] * X),
 ]
@@ -148,6 +187,12 @@ NEGATIVE: dict[str, list[tuple]] = {
     "step-of-constant": [(stack_over(i, heaviside(N - k) * x[i] + delta(N - k) * x[i] + heaviside(i) * x[i]
                                      + delta(i - 1) * x[i] + heaviside(key[i]) * x[i]), N)],
     "unit": [(stack_over(i, 0.0 * x[i] + 2.0 * x[i] * 3 + key[i] * 0.5), N)],
+    "scatter-add": [(gather(x, topk(key, k)), N), (FIRST_LARGER + 0.0, N)],
+    "argmax-first": [(amax(x, axis=0), N), (gather(x, topk(key, k)), N),
+                     (gather(key, FIRST_LARGER), N)],  # a selection reads it as an index: it must stay an integer
+    "complement-gather": [(gather(x, topk(key, k)), N),
+                          # the complement of the top k among N tokens, read from the first N - 1 rows only
+                          (gather(x[0:N - 1], complement(topk(key, k), N - 1)), N - 1)],
     "mask-first": [(stack_over(i, key[i] * (key[i] * x[i])), N),  # not a 0/1 mask: rounding would change
                    (stack_over(i, heaviside(key[i]) * (x[i] * key[i])), N),  # the tensor is not on the right
                    (stack_over(i, heaviside(key[i]) * (key[i] * key[0])), N)],  # nothing to save on scalars

@@ -4,7 +4,7 @@ are the rows whose position is the count of unselected rows before them."""
 
 from __future__ import annotations
 
-from ..ir import Affine, Node, Op, Sym, affine, node
+from ..ir import OPS, Affine, Node, Op, Sym, affine, node
 from ..ir.algebra import fresh
 from ..ir.build import amax, define, delta, heaviside, rank_of, stack_over, sum_over
 from .engine import Context, Pass, rule
@@ -31,12 +31,23 @@ def _stack(axes: list[Sym], body: Node) -> Node:
     return body
 
 
+def _read_as_index(n: Node, ctx: Context) -> bool:
+    """Whether a selection (gather, scatter_add, ...) reads n: there it must stay an integer index tensor."""
+    return any(n in u.src and OPS[u.op].kind == "selection" for root in ctx.program.roots() for u in root.toposort())
+
+
+def _named(value: Node, ctx: Context) -> Node:
+    """The program's named definition of value, if it has one (ToMe's node_max = amax(scores, axis=1))."""
+    return next((d for root in ctx.program.roots() for d in root.toposort() if d.op is Op.DEF and d.src[0] is value),
+                value)
+
+
 @rule("argmax-first",
       "argmax(S, a)[..] = min{j : S[.., j] == max_j' S[.., j']} = "
       "-amax(-[j + L * (1 - delta(S[.., j] - amax(S, a)[..])) for j < L], a)  (the first maximal index; "
-      "L = the axis length pushes the others past it)")
+      "L = the axis length pushes the others past it; where it is read as a value, not by a selection)")
 def argmax_first(n: Node, ctx: Context) -> Node | None:
-    if n.op is not Op.ARGMAX:
+    if n.op is not Op.ARGMAX or _read_as_index(n, ctx):
         return None
     S, a = n.src[0], n.arg
     L = S.shape[a]
@@ -47,7 +58,7 @@ def argmax_first(n: Node, ctx: Context) -> Node | None:
     entry = S
     for k in range(len(S.shape)):  # S[.., j, ..]
         entry = node(Op.INDEX, (entry, affine(j) if k == a else at.pop(0)), 0)
-    best = amax(S, a)
+    best = _named(amax(S, a), ctx)
     for v in outer:
         best = node(Op.INDEX, (best, affine(v)), 0)
     pushed = affine(j) + affine(L) * (1.0 - delta(entry - best))
