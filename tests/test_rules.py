@@ -118,6 +118,9 @@ CASES: list[tuple] = [
     ("index-stack", "axis-1", S1[:, 0], lambda X, K, kk: X[:, 0]),
     ("slice-stack", "tail", S1[k - 1:], lambda X, K, kk: X[kk - 1:]),
     ("slice-stack", "middle", S1[1:k], lambda X, K, kk: X[1:kk]),
+    ("unit-stack", "from-1", stack_over(index("p", 1, 2), key[index("p", 1, 2) - 1] * x[index("p", 1, 2) - 1]),
+     lambda X, K, kk: K[:1, None] * X[:1]),
+    ("unit-stack", "at-k", stack_over(index("p", k - 1, k), x[index("p", k - 1, k)]), lambda X, K, kk: X[kk - 1:kk]),
     ("index-slice", "start", x[k - 1:][0], lambda X, K, kk: X[kk - 1]),
     ("index-slice", "in-stack", stack_over(index("i", N - 1), x[1:][index("i", N - 1)]), lambda X, K, kk: X[1:]),
     ("delta-elim", "plus", sum_over(j, delta(j - (k - 1)) * x[j]), lambda X, K, kk: X[kk - 1]),
@@ -180,6 +183,7 @@ NEGATIVE: dict[str, list[tuple]] = {
                     (stack_over(i, NUM_GREATER[i] + sum_over(j_upto_i, delta(key[j_upto_i] - key[i]))), N)],
     "index-stack": [(stack_over(r, stack_over(r, key * key[r])[:, r]), N), (x[0], N)],  # moving [:, r] in captures r
     "slice-stack": [(S1[:, :1], N), (x[1:], N)],
+    "unit-stack": [(x[None], N), (stack_over(i, x[i])[0:2], N)],  # the row does not use it; two rows
     "index-slice": [(x[:, 1:][0], N), (x[0], N)],
     "delta-elim": [(sum_over(j, delta(j - k) * x[j]), N),  # k may be N: out of range
                    (stack_over(i, sum_over(j_below_i, delta(j_below_i - i) * x[j_below_i])), N),  # i not < i

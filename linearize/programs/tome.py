@@ -64,9 +64,10 @@ def tome() -> Program:
         even, odd = y[::2], y[1::2]
         return cat(even[0:1], gather(even[1:], unm_idx), scatter_add(odd, dst_idx, gather(even[1:], src_idx)))
 
-    new_size = merge(size)  # [T - r, 1]
+    merged = define("merged", merge(define("weighted", x * size)))  # [T - r, C] sums of size * x
+    merged_size = define("merged_size", merge(size))  # [T - r, 1]
     return program(
-        "tome", [x, metric, size], (merge(define("weighted", x * size)) / new_size, new_size),
+        "tome", [x, metric, size], (merged / merged_size, merged_size),
         sizes={r: (0, A)}, clip=(r,), early_returns=[(r, 0, (x, size))],
         doc="ToMe: each non-CLS even row picks its most similar odd row (cosine similarity of the metric, the first "
             "on ties); the r even rows with the highest similarity merge into their pick, a size-weighted average. "

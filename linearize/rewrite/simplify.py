@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ..ir import Affine, Node, Op, affine, node
+from ..ir import Affine, Node, Op, Sym, affine, node
 from ..ir.algebra import factors, product, substitute
 from .engine import Context, Pass, rule
 
@@ -27,6 +27,14 @@ def slice_stack(n: Node, ctx: Context) -> Node | None:
             from ..ir import Sym
             r2 = Sym(r.name, "var", r.lo + a, r.lo + b)
             return node(Op.STACK, (substitute(body, {r: Affine.of(r2)}),), r2)
+    return None
+
+
+@rule("unit-stack", "[f(r) for r in range(lo, lo + 1)] = [f(lo)]  (one row: the variable is lo)")
+def unit_stack(n: Node, ctx: Context) -> Node | None:
+    match n:
+        case Node(op=Op.STACK, src=(body,), arg=r) if r in body.free and r.hi - r.lo == Affine((), 1):
+            return node(Op.STACK, (substitute(body, {r: r.lo}),), Sym("_", "var", Affine(), Affine((), 1)))
     return None
 
 
@@ -125,5 +133,6 @@ def mask_first(n: Node, ctx: Context) -> Node | None:
     return None
 
 
-SIMPLIFY = Pass("simplify", (index_stack, slice_stack, index_slice, delta_elim, step_of_constant, unit, mask_first),
+SIMPLIFY = Pass("simplify", (index_stack, slice_stack, unit_stack, index_slice, delta_elim, step_of_constant, unit,
+                             mask_first),
                 "substitution, index shifting, delta elimination and constant folding")
