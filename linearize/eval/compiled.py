@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from ..ir import Sym
 from ..ir.program import REQUIREMENTS, InputError, Program
 from .backends import get_backend
@@ -41,11 +43,16 @@ def on_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any:
         torch.set_num_threads(before)
 
 
+def _normable_rows(a: Any) -> bool:
+    """Every row's sum of squares, as the program computes the L2 norm, is finite and nonzero (it over- or
+    underflows for rows the norm would divide badly)."""
+    with np.errstate(over="ignore", under="ignore"):  # numpy warns where it overflows: that is the test
+        squares = (a * a).sum(-1)
+        return bool(((squares > 0) & (squares < math.inf)).all())
+
+
 # REQUIREMENTS (ir/program.py) on a batch of values (numpy or torch): whether the condition holds for every image
-_HOLDS: dict[str, Any] = {
-    "positive": lambda a: bool((a > 0).all()),
-    "normable_rows": lambda a: bool(((a * a).sum(-1) ** 0.5 > 0).all() & ((a * a).sum(-1) < math.inf).all()),
-}
+_HOLDS: dict[str, Any] = {"positive": lambda a: bool((a > 0).all()), "normable_rows": _normable_rows}
 
 
 class Compiled:

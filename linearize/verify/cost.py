@@ -48,7 +48,7 @@ class Cost:
         env = {self.sizes[name]: value for name, value in sizes.items() if name in self.sizes}
         out = {}
         for name, f in self.formulas.items():
-            value = f.xreplace(env)
+            value = sp.sympify(f.xreplace(env))  # a lone size T becomes a Python int
             if not value.is_number:
                 missing = ", ".join(sorted(str(s) for s in value.free_symbols))
                 raise ValueError(f"size {missing} has no value")
