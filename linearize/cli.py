@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+from .commands import UsageError
+
 # name -> one-line help; the module linearize.commands.<name> implements it
 COMMANDS: dict[str, str] = {
     "list": "list the built-in programs",
@@ -21,10 +23,6 @@ COMMANDS: dict[str, str] = {
     "prove": "prove equivalence over every ordering of the scores, exactly",
     "cost": "count comparisons, rank tests, multiplications and additions",
 }
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def _commands() -> dict[str, str]:
@@ -48,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .ir.nodes import IRError
+    from .ir import IRError
     from .ir.program import InputError
     from .programs import UnknownProgram
     from .rewrite.engine import LinearizeError

@@ -42,9 +42,9 @@ def sides(args: argparse.Namespace, prefer: str) -> tuple[Any, Any, dict[str, st
     """(program, reference, the candidate's {name, form}, the reference's) for check (prefer="function": a torch
     reference by name first) and prove (prefer="program"). The reference is --reference, else the declared one
     (meta["reference"]), else for check the torch reference of the program's name and for prove its original."""
-    from ..cli import UsageError
     from ..ir.form import is_linearized
     from ..programs import get
+    from . import UsageError
     from .forms import resolve_reference
 
     prog = get(args.program)
@@ -84,10 +84,10 @@ def _bar(done: int, total: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..ir.form import is_linearized
     from ..rewrite import linearize
     from ..verify.check import check
+    from . import UsageError
     from .eval import load_npz
 
     if args.examples < 1:

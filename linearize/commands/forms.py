@@ -41,8 +41,8 @@ def reference_name(prog: Program) -> str | None:
 
 
 def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
-    from ..cli import UsageError
     from ..verify.reference import REFERENCES
+    from . import UsageError
     if name not in REFERENCES:
         raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(REFERENCES)}")
     return REFERENCES[name][variant]
@@ -50,7 +50,7 @@ def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
 
 def load(spec: str) -> Any:
     """A `module:attr` object: a Program, a function returning one (called), or another callable (returned)."""
-    from ..cli import UsageError
+    from . import UsageError
     module, _, attr = spec.partition(":")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # a user's module in the current directory, as `python -m` would find it
@@ -75,8 +75,8 @@ def resolve_reference(spec: str, prefer: str) -> tuple[Any, str, str]:
     """(reference, its name, its form) for a name or `module:attr`. `check` prefers a torch reference of that name
     (prefer="function"), `prove` a program (prefer="program"); `module:attr` is a Program, a function returning
     one, or a torch function taking the inputs by name and the given sizes."""
-    from ..cli import UsageError
     from ..programs import BUILTIN, get
+    from . import UsageError
     if ":" in spec:
         obj = load(spec)
         if isinstance(obj, Program):

@@ -38,7 +38,7 @@ def _bar(settled: int, total: int, n: int) -> None:
 
 
 def _sizes(specs: list[str]) -> dict[str, int]:
-    from ..cli import UsageError
+    from . import UsageError
     out = {}
     for spec in specs:
         name, _, value = spec.partition("=")
@@ -52,8 +52,8 @@ def _sizes(specs: list[str]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..verify.prove import ProveError, prove
+    from . import UsageError
     from .check import sides
 
     if not 1 <= args.max_n <= 9:

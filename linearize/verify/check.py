@@ -21,7 +21,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis.errors import NoSuchExample
 
-from ..ir.nodes import Affine, Sym
+from ..ir import Affine, Sym
 from ..ir.program import InputError, Program
 from .draws import GRID, KINDS, MAX_SIZES, TIE_UNITS, Model, draw_instance, evit_signature
 

@@ -18,8 +18,8 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from ..ir import Op, Sym
 from ..ir.build import cat, gather, mean, sizes, tensor, topk
-from ..ir.nodes import Sym
 from ..ir.program import Program, program
 from .regions import analyze, read_positions
 
@@ -46,6 +46,10 @@ class Model:
         self.linear = tuple(n for n in p.input_names if p.role(n) != "score")
         self.analyses = [analyze(q) for q in programs]
         self.averaged = set.intersection(*(a.averaged for a in self.analyses))
+        # how the reads reduce each averaged size: offsets that keep a mean, a max, or (both) none
+        reducers = {s: set().union(*(a.reducers.get(s, set()) for a in self.analyses)) for s in self.averaged}
+        self.spread_kind = {s: "mean" if ops == {Op.MEAN} else "amax" if ops == {Op.AMAX} else "none"
+                            for s, ops in reducers.items()}
         self.tokens = {s for n in p.inputs if n.arg[0] in self.scores for d in n.arg[1] for s in d.syms}
         self.tokens -= self.averaged
         # the token size first, so that it shrinks first
@@ -53,6 +57,15 @@ class Model:
                                 key=lambda s: (s in self.averaged, s not in self.tokens, s.name != "N", s.name))
         self.given = [c for c in p.constraints if c.size not in set(self.derivable)]
         self._positions: dict[tuple, list[tuple[str, int]]] = {}
+
+    def spread_of(self, name: str) -> str:
+        """How to spread input `name` along its first averaged axis: "mean", "amax" or "none"."""
+        shape = next(n.arg[1] for n in self.program.inputs if n.arg[0] == name)
+        for d in shape:
+            hit = d.syms & self.averaged
+            if hit:
+                return self.spread_kind[next(iter(hit))]
+        return "none"
 
     def size_range(self, s: Sym) -> tuple[int, int]:
         """Token sizes up to N's bound, averaged ones (heads) up to H's, others (channels) up to C's."""
@@ -129,7 +142,8 @@ def draw_instance(draw: Callable[..., Any], model: Model, ties: bool = True, dty
         for col, (owner, at) in enumerate(positions):
             if owner == name:
                 flat[:, at] = values[:, col]
-        inputs[name] = _spread(flat.reshape((b, *collapsed[name])), shapes[name], spread, rng) / GRID
+        inputs[name] = _spread(flat.reshape((b, *collapsed[name])), shapes[name], spread, rng,
+                               model.spread_of(name)) / GRID
     for name in model.linear:
         inputs[name] = np.stack([arrays[name] for _, arrays in items])
     sizes = {"B": b, **{s.name: v for s, v in env.items()}}
@@ -138,18 +152,21 @@ def draw_instance(draw: Callable[..., Any], model: Model, ties: bool = True, dty
             "scores": values / GRID}
 
 
-def _spread(a: np.ndarray, shape: tuple[int, ...], spread: int, rng: np.random.Generator) -> np.ndarray:
-    """a [B, *collapsed] expanded to [B, *shape]: along the first averaged axis, the value plus offsets that sum to
-    zero (so the mean is the value exactly); along any other, copies."""
+def _spread(a: np.ndarray, shape: tuple[int, ...], spread: int, rng: np.random.Generator, kind: str) -> np.ndarray:
+    """a [B, *collapsed] expanded to [B, *shape]. Along the first averaged axis: for a mean, the value plus offsets
+    that sum to zero (the mean is the value exactly); for a max, the value in one entry and less in the others;
+    for both (or neither), copies."""
     out = np.broadcast_to(a, (a.shape[0], *shape)).copy()
     axes = [i for i, (c, d) in enumerate(zip(a.shape[1:], shape)) if c != d]
-    if axes and shape[axes[0]] > 1:
-        ax = 1 + axes[0]
+    if not axes or shape[axes[0]] < 2 or kind == "none":
+        return out
+    ax = 1 + axes[0]
+    first, rest = [slice(None)] * out.ndim, [slice(None)] * out.ndim
+    first[ax], rest[ax] = slice(-1, None), slice(None, -1)
+    if kind == "mean":
         offsets = rng.integers(-spread, spread + 1, out.shape)
-        last = [slice(None)] * out.ndim
-        last[ax] = slice(-1, None)
-        rest = [slice(None)] * out.ndim
-        rest[ax] = slice(None, -1)
-        offsets[tuple(last)] = -offsets[tuple(rest)].sum(axis=ax, keepdims=True)
-        out = out + offsets
-    return out
+        offsets[tuple(first)] = -offsets[tuple(rest)].sum(axis=ax, keepdims=True)
+    else:  # the last entry along the axis keeps the value: the others are below it
+        offsets = -rng.integers(0, spread + 1, out.shape)
+        offsets[tuple(first)] = 0
+    return out + offsets

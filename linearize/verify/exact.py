@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..eval.backends import NUMPY, Backend
-from ..eval.generic import Evaluation
-from ..ir.nodes import Op
+from ..eval.generic import Evaluation, Val
+from ..ir import Node, Op
 from ..ir.program import Program
 
 
@@ -54,10 +54,7 @@ def _mean(a: Any, axis: int, d: Any = None) -> Any:
 EXACT: Backend = replace(
     NUMPY,
     name="exact",
-    ops={**NUMPY.ops,
-         Op.DIV: lambda a, b: _to_fraction(_exact(a)) / _exact(b),
-         Op.HEAVISIDE: lambda x: (x > 0).astype(np.int64).astype(object),
-         Op.DELTA: lambda x: (x == 0).astype(np.int64).astype(object)},
+    flag=lambda mask, like: mask.astype(np.int64).astype(object),  # 0 and 1 as ints
     asarray=lambda v, dtype: fractions(v) if dtype is object else np.asarray(v, dtype=dtype),
     to_dtype=lambda a, dtype: fractions(a) if dtype is object else a.astype(dtype, copy=False),
     sum=lambda a, axis: np.add.reduce(a, axis, initial=0) if a.dtype == object else a.sum(axis=axis),
@@ -66,10 +63,21 @@ EXACT: Backend = replace(
 )
 
 
+class ExactEvaluation(Evaluation):
+    """The generic evaluation, with a division that divides exactly (the op table's a / b on two Python ints
+    would give a float)."""
+
+    def eval(self, n: Node) -> Val:
+        if n.op is Op.DIV:
+            (a, b), axes = self.align([self.value(s) for s in n.src])
+            return Val(_to_fraction(_exact(a)) / _exact(b), axes)
+        return super().eval(n)
+
+
 def evaluate(program: Program, inputs: dict[str, Any], given: dict[str, int]) -> np.ndarray:
     """The program's output [B, ...] as Fractions; inputs are batched arrays (floats or Fractions)."""
     arrays = {name: _exact(a) for name, a in inputs.items()}
     env = program.bind_sizes({name: a.shape[1:] for name, a in arrays.items()}, given)
-    out = Evaluation(EXACT, env, arrays, object).run(program.active_root(env))
+    out = ExactEvaluation(EXACT, env, arrays, object).run(program.active_root(env))
     batch = next(iter(arrays.values())).shape[0]
     return np.broadcast_to(out, (batch, *out.shape[1:])) if out.shape[0] != batch else out

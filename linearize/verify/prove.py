@@ -259,7 +259,7 @@ def _prepare(cand: Side, ref: Side, max_n: int, sizes: Mapping[str, int] | None,
     plan = plan_sizes(cand.program, progs, analyses, sizes, channels)
     scores = [n for n in cand.program.input_names if cand.program.role(n) == "score"]
     linear = [n for n in cand.program.input_names if cand.program.role(n) != "score"]
-    dv = max((degree(r, scores, a.chain) for p, a in zip(progs, analyses) for r in p.roots()), default=0.0)
+    dv = max((degree(r, scores, a) for p, a in zip(progs, analyses) for r in p.roots()), default=0.0)
     dl = max((degree(r, linear) for p in progs for r in p.roots()), default=0.0)
     if math.isinf(dv) or math.isinf(dl):  # the analysis made every comparison valid, so a divisor is to blame
         which = "score values" if math.isinf(dv) else ", ".join(linear)

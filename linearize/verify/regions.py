@@ -1,12 +1,13 @@
 """What a program compares, and the checks that make one representative per region enough (docs/prove.md).
 
-A *read* is a chain of views -- DEF, NEG, INDEX, SLICE and MEAN over an averaged-only axis -- from a score input
-(Program.role) to a node some other op uses. Every use of a score input is a read. A read in a *comparison
-position* (a heaviside or delta of a difference of two reads, the key of a topk, rank or sort) makes the entries it
-reads *compared*; every other use reads their values. `analyze` finds the reads and names what would make a
-comparison depend on more than the weak ordering of the compared entries; `Layout` says, at concrete sizes, which
-entries of the score inputs are compared and which are only read as values; `degree` bounds the output's degree in
-the score values and in the feature/value inputs with the comparisons held fixed.
+A *read* is a chain of views -- DEF, NEG, INDEX, SLICE, and MEAN or AMAX over a reduced-only axis (the heads) --
+from a score input (Program.role) to a node some other op uses. Every use of a score input is a read. A read in a
+*comparison position* (a heaviside or delta of a difference of two reads, the key of a topk, rank or sort, the
+operand of an amax) makes the entries it reads *compared*; every other use reads their values. `analyze` finds the
+reads and names what would make a comparison depend on more than the weak ordering of the compared entries;
+`Layout` says, at concrete sizes, which entries of the score inputs are compared and which are only read as
+values; `degree` bounds the output's degree in the score values and in the feature/value inputs with the
+comparisons held fixed.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.nodes import Affine, Node, Op, Sym
+from ..ir import OPS, Affine, Node, Op, Sym
+from ..ir.form import degree as form_degree
 from ..ir.printing import show
 from ..ir.program import InputError, Program
 
-KEEP = {Op.HEAVISIDE, Op.DELTA, Op.TOPK, Op.RANK, Op.ARGSORT, Op.COMPLEMENT}  # constant on a region
-MOVE = {Op.GATHER, Op.SORT_BY_KEY, Op.KTH}  # rows moved by comparisons: the rows are values, the order is not
-CHAIN = {Op.DEF, Op.NEG, Op.INDEX, Op.SLICE, Op.MEAN}  # views of a score input (MEAN: over an averaged-only axis)
+KEEP = {op for op, s in OPS.items() if s.order == "compare"}  # read only the order of their keys: constant on a region
+MOVE = {op for op, s in OPS.items() if s.order == "move"}  # rows moved by such an order: the rows are values
+VIEWS = {Op.DEF, Op.NEG, Op.INDEX, Op.SLICE}  # a read's chain: these, and a reduction over a reduced-only axis
+REDUCE = {op for op, s in OPS.items() if s.kind == "reduction"}  # mean, amax
 
 
 class ProveError(ValueError):
@@ -66,7 +69,8 @@ class Analysis:
     compared: set[Node] = field(default_factory=set)  # reads in comparison positions
     reads: set[Node] = field(default_factory=set)  # every read: chain nodes used by another op (or returned)
     problems: list[str] = field(default_factory=list)
-    averaged: set[Sym] = field(default_factory=set)  # sizes only ever averaged over (one settles all: H)
+    averaged: set[Sym] = field(default_factory=set)  # sizes only ever reduced over (one settles all: H)
+    reducers: dict[Sym, set[Op]] = field(default_factory=dict)  # how each of those is reduced (mean, amax)
 
     def sign(self, read: Node) -> int:
         """+1 or -1: the parity of the negations between the read and its score input."""
@@ -88,15 +92,25 @@ def analyze(program: Program) -> Analysis:
     linear = tuple(n for n in program.input_names if program.role(n) != "score")
     a = Analysis(program, scores, linear)
     every = nodes(program)
-    for n in every:
-        if (n.op is Op.INPUT and n.arg[0] in scores) or (n.op in CHAIN and n.src and n.src[0] in a.chain):
-            a.chain.add(n)
-    roots = set(program.roots())
-    for n in every:
-        if n in a.chain and n in roots:
-            a.reads.add(n)
-        if n not in a.chain:
-            a.reads.update(s for s in n.src if s in a.chain)
+    # a reduction belongs to a read when it reduces an axis only reductions see (the heads): which axes those are
+    # depends on which nodes are reads, so iterate to a fixed point from "every reduction of a read"
+    reducible = {s for n in every if n.op in REDUCE for s in _sizes(n.src[0].shape[OPS[n.op].axis(n)])}
+    for _ in range(8):
+        a.chain = set()
+        for n in every:
+            if (n.op is Op.INPUT and n.arg[0] in scores) or (n.src and n.src[0] in a.chain and (
+                    n.op in VIEWS or (n.op in REDUCE and _sizes(n.src[0].shape[OPS[n.op].axis(n)]) <= reducible))):
+                a.chain.add(n)
+        roots = set(program.roots())
+        a.reads = {n for n in every if n in a.chain and n in roots}
+        a.reads |= {s for n in every if n not in a.chain for s in n.src if s in a.chain}
+        found = _averaged(program, a, strict=False)
+        if found == reducible:
+            break
+        reducible = found
+    a.averaged = _averaged(program, a)
+    a.reducers = {s: {n.op for n in a.chain if n.op in REDUCE and s in _sizes(n.src[0].shape[OPS[n.op].axis(n)])}
+                  for s in reducible}
     dep: set[Node] = set()  # nodes that depend on a score input
     for n in every:
         if n in a.chain or any(s in dep for s in n.src):
@@ -114,16 +128,14 @@ def analyze(program: Program) -> Analysis:
     def key(k: Node) -> bool:
         return (k in a.chain and len(k.shape) == 1) or od(k)
 
-    def valid(n: Node) -> bool:  # the operands in comparison positions are compared reads or order-determined
-        if n.op in (Op.HEAVISIDE, Op.DELTA):
+    def valid(n: Node) -> bool:  # the operands in comparison positions (the op table's keys) are reads or ordered
+        spec = OPS[n.op]
+        if spec.order is None:
+            return True
+        if spec.kind == "step":
             return pair(n.src[0]) or od(n.src[0])
-        if n.op in (Op.TOPK, Op.RANK, Op.ARGSORT):
-            return key(n.src[0])
-        if n.op in (Op.SORT_BY_KEY, Op.KTH):
-            return key(n.src[1])
-        if n.op is Op.GATHER:
-            return od(n.src[1])
-        return od(n.src[0]) if n.op is Op.COMPLEMENT else True
+        k = n.src[spec.keys[0]]
+        return key(k) if k.dtype == "float" else od(k)  # a key's order, or indices made from one
 
     def od(n: Node) -> bool:  # order-determined: a function of the weak ordering and of the other inputs only
         if n not in memo:
@@ -137,22 +149,24 @@ def analyze(program: Program) -> Analysis:
         if not valid(n):
             a.problems.append(f"not a comparison of two scores: {show(n)}")
             continue
-        if n.op in (Op.HEAVISIDE, Op.DELTA) and pair(n.src[0]):
+        spec = OPS[n.op]
+        if spec.kind == "step" and pair(n.src[0]):
             arg = n.src[0]
             while arg.op is Op.NEG and arg not in a.chain:
                 arg = arg.src[0]
             a.compared.update(arg.src)
-        elif n.op in (Op.TOPK, Op.RANK, Op.ARGSORT, Op.SORT_BY_KEY, Op.KTH):
-            k = n.src[1 if n.op in (Op.SORT_BY_KEY, Op.KTH) else 0]
-            if k in a.chain:
-                a.compared.add(k)
-    a.averaged = _averaged(program, a)
+        elif spec.order is not None and n.src[spec.keys[0]] in a.chain:
+            a.compared.add(n.src[spec.keys[0]])
+        elif n.op is Op.AMAX and n.src[0] in a.chain:  # the largest of some scores: which one, the order says
+            a.compared.add(n.src[0])
     return a
 
 
-def _averaged(program: Program, a: Analysis) -> set[Sym]:
-    """Sizes that only ever size an axis of a score input that its reads average over (like H, the heads): every
-    read is then the mean over that axis, and one entry (H = 1) realizes every value of the means."""
+def _averaged(program: Program, a: Analysis, strict: bool = True) -> set[Sym]:
+    """Sizes that only ever size an axis of a score input that its reads reduce (like H, the heads, averaged): every
+    read is then the mean (or max) over that axis, and one entry (H = 1) realizes every value of the reductions.
+    strict=False: also the sizes a read indexes or slices (attn[0]): their reductions still belong to the reads,
+    but one entry settles them only for that size (which a proof then fixes)."""
     candidates = set().union(*(_sizes(n.arg[1]) for n in program.inputs if n.arg[0] in a.scores)) if a.scores \
         else set()
     for n in program.inputs:
@@ -167,37 +181,31 @@ def _averaged(program: Program, a: Analysis) -> set[Sym]:
             continue
         if n not in a.chain:
             candidates -= _sizes(n.shape) | _sizes(n.arg)
-        elif n.op in (Op.INDEX, Op.SLICE):
-            axis = n.arg[0] if n.op is Op.SLICE else n.arg
-            candidates -= _sizes(n.src[0].shape[axis]) | _sizes(n.arg if n.op is Op.SLICE else n.src[1].arg)
-        elif n.op is Op.MEAN:
-            dim = n.src[0].shape[n.arg]
+        elif n.op in (Op.INDEX, Op.SLICE) and strict:
+            candidates -= _sizes(n.src[0].shape[OPS[n.op].axis(n)]) | _sizes(n.arg if n.op is Op.SLICE
+                                                                             else n.src[1].arg)
+        elif n.op in REDUCE:
+            dim = n.src[0].shape[OPS[n.op].axis(n)]
             if not (len(dim.terms) == 1 and dim.terms[0][1] == 1 and not dim.const):
                 candidates -= _sizes(dim)
-    # a size that is an axis of a read (not averaged away) is not averaged-only
-    for r in a.reads:
-        candidates -= _sizes(r.shape)
+    if strict:  # a size that is an axis of a read (not reduced away) is not reduced-only
+        for r in a.reads:
+            candidates -= _sizes(r.shape)
     return candidates
 
 
-def degree(root: Node, names: Iterable[str], chain: set[Node] | None = None) -> float:
-    """The polynomial degree of root in the inputs `names` with every comparison held fixed; inf where one of them
-    reaches a comparison or a divisor. With `chain` (the score inputs' reads), comparisons of reads are fixed."""
-    names, deg = set(names), {}
+def degree(root: Node, names: Iterable[str], a: Analysis | None = None) -> float:
+    """The polynomial degree of root in the inputs `names`, inf where one reaches a comparison or a divisor (the op
+    table's degree facets). With the analysis `a` of the score inputs, every comparison of their reads is a
+    constant on a region, rows moved by such an order are linear in the rows, and the largest of some compared
+    scores is one of them."""
+    if a is None:
+        return form_degree(root, names)
+    names, deg = frozenset(names), {}
     for n in root.toposort():
         d = [deg[s] for s in n.src]
-        if n.op is Op.INPUT:
-            deg[n] = float(n.arg[0] in names)
-        elif n.op is Op.MUL:
-            deg[n] = d[0] + d[1]
-        elif n.op is Op.DIV:
-            deg[n] = math.inf if d[1] else d[0]
-        elif n.op in KEEP:  # a comparison of scores is constant on a region; of anything else it is not
-            deg[n] = 0.0 if chain is not None else (math.inf if any(d) else 0.0)
-        elif n.op in MOVE:
-            deg[n] = d[0] if chain is not None else (math.inf if any(d[1:]) else d[0])
-        else:
-            deg[n] = max(d, default=0.0)
+        deg[n] = (0.0 if n.op in KEEP else d[0] if n.op in MOVE or (n.op is Op.AMAX and n.src[0] in a.compared)
+                  else OPS[n.op].degree(n, d, names))
     return deg[root]
 
 
@@ -265,8 +273,8 @@ def read_positions(a: Analysis, root: Node, env: Mapping[Sym, int], shapes: Mapp
         except (InputError, IndexError, ValueError):
             continue
         for n in r.toposort():
-            if n.op is Op.MEAN and n in a.chain and n.src[0].shape[n.arg].value(dict(env)) != 1:
-                problems.append(f"reads a mean of several scores: {show(n)}")
+            if n.op in REDUCE and n in a.chain and n.src[0].shape[OPS[n.op].axis(n)].value(dict(env)) != 1:
+                problems.append(f"reads the {OPS[n.op].name} of several scores: {show(n)}")
         vals = np.abs(ev.memo[r].data).ravel()
         name = a.source(r)
         found |= {(name, int(v) - 1) for v in np.unique(vals) if v >= 1}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ir.nodes import Affine, Op, Sym
+from ..ir import OPS, Affine, Op, Sym
 from ..ir.program import Program
 from .regions import Analysis, ProveError, _syms, nodes
 
@@ -44,9 +44,8 @@ def channel_generic(program: Program, c: Affine | None = None) -> bool:
             return False
         if any(c.syms & _syms(d) for d in n.shape[:-1]) or (n.op is not Op.INPUT and c.syms & _syms(n.arg)):
             return False
-        axis = n.arg[0] if n.op is Op.SLICE else n.arg
-        if n.op in (Op.INDEX, Op.SLICE, Op.CAT, Op.MEAN) and axis == len(n.src[0].shape) - 1 \
-                and n.src[0].shape[-1] == c:
+        axis = OPS[n.op].axis  # the operand axis an op indexes, slices, joins or reduces
+        if axis is not None and axis(n) == len(n.src[0].shape) - 1 and n.src[0].shape[-1] == c:
             return False
     return True
 
