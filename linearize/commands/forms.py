@@ -96,8 +96,8 @@ def resolve_reference(spec: str, prefer: str) -> tuple[Any, str, str]:
 
 
 def _references() -> dict[str, Any]:
-    from ..verify.reference import REFERENCES
-    return REFERENCES
+    from ..verify.check import references
+    return references()
 
 
 def _linearized(prog: Program) -> bool:

@@ -155,6 +155,17 @@ class Program:
                 return e.value
         return self.output
 
+    def check_reductions(self, env: Mapping[Sym, int]) -> None:
+        """An InputError for a mean or max over an empty axis (H = 0) at these sizes: it has no value. An empty sum
+        is 0, and an empty batch or channel axis gives an empty result."""
+        from .ops import OPS
+        from .printing import show
+        for n in self.active_root(env).toposort():
+            spec = OPS[n.op]
+            if spec.kind == "reduction" and n.src[0].shape[spec.axis(n)].value(dict(env)) == 0:
+                sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(env.items(), key=lambda t: t[0].name))
+                raise InputError(f"{spec.name} over an empty axis in `{show(n)}` ({sizes})")
+
     def signature(self) -> str:
         ins = ", ".join(f"{n.arg[0]}: [{', '.join(str(d) for d in n.arg[1])}]" for n in self.inputs)
         cons = ", ".join(f"{c.size.name}: {c.lo} <= {c.size.name} <= {c.hi}" for c in self.constraints)

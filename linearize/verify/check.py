@@ -26,7 +26,7 @@ from ..ir.program import InputError, Program
 from .draws import GRID, KINDS, MAX_SIZES, TIE_UNITS, Model, draw_instance, evit_signature
 
 __all__ = ["GRID", "KINDS", "MAX_SIZES", "TIE_UNITS", "TOLERANCES", "CheckResult", "Counterexample", "RowDiff",
-           "check", "instances"]
+           "check", "instances", "references"]
 
 TOLERANCES: dict[str, tuple[float, float]] = {"float32": (1e-5, 1e-5), "float64": (1e-12, 1e-12)}  # rtol, atol
 
@@ -130,6 +130,12 @@ def _dtype_name(dtype: Any) -> str:
     return name
 
 
+def references() -> dict[str, dict[str, Callable[..., Any]]]:
+    """Every torch reference by name, {"official": f, "stable": g, ...} (EViT, Top-K, DynamicViT, POMT, ToMe)."""
+    from . import reference as r
+    return {**r.REFERENCES, **r.DYNAMICVIT_REFERENCES, **r.POMT_REFERENCES, **r.TOME_REFERENCES}
+
+
 def instances(ties: bool = True, dtype: Any = np.float32, program: Program | None = None) -> Any:
     """The hypothesis strategy of the checker's draws for a program (EViT's inputs by default)."""
     return draw_instance(Model([program or evit_signature()]), ties, dtype)
@@ -143,11 +149,11 @@ class _Side:
         self.variants: dict[str, Callable[..., Any]] = {}
         self.compiled, self.program, self.name = None, None, ""
         if isinstance(side, str):
-            from .reference import REFERENCES
-            if side not in REFERENCES:
-                raise ValueError(f"no torch reference named {side!r}; references: {', '.join(REFERENCES)}")
+            refs = references()
+            if side not in refs:
+                raise ValueError(f"no torch reference named {side!r}; references: {', '.join(refs)}")
             self.name = f"{side} (torch reference)"
-            side = REFERENCES[side]
+            side = refs[side]
         if isinstance(side, Program):
             # generic steps only: the heaviside/delta sums evaluated as written, not through the planner's
             # sort-based strategies, so a check never compares a sort with a sort
