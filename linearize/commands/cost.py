@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
         result = cost(form)
     except CostError as e:
         raise UsageError(str(e)) from None
-    data = describe(result, {"N": args.n, "k": args.k, "C": args.c, "H": args.h})
+    try:
+        data = describe(result, {"N": args.n, "k": args.k, "C": args.c, "H": args.h})
+    except ValueError as e:  # a size other than N, k, C, H
+        raise UsageError(f"{e}: cost counts at the sizes N, k, C and H, and {result.program} has others") from None
     data["pipeline"] = None if form is prog else args.pipeline
     if args.json:
         print(json.dumps(data, indent=2))

@@ -78,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     elif result.ok:
         sizes_text = ", ".join(f"{k}: {v}" for k, v in result.sizes.items())
+        exact = "rational arithmetic" if result.exact == "rational" else "float64 on small integers"
         print(f"{result.program}: proved for n <= {result.max_n}: {c} equals {r} on {result.regions:,} regions "
-              f"(weak orderings of the compared scores, and sizes), features symbolic, exact in "
-              f"{result.exact}, in {result.seconds:.1f} s")
+              f"(weak orderings of the compared scores, and sizes), features symbolic, exact ({exact}), in "
+              f"{result.seconds:.1f} s")
         print(f"  sizes: {sizes_text}")
         if result.assumption:
             print(f"  assuming {result.assumption}")

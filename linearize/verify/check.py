@@ -130,6 +130,26 @@ def _dtype_name(dtype: Any) -> str:
     return name
 
 
+def signature_problem(fn: Callable[..., Any], program: Program) -> str:
+    """Why a reference function cannot take the program's inputs by name and its given sizes; empty when it can."""
+    import inspect
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return ""
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return ""
+    wanted = [*program.input_names, *program.given_sizes]
+    missing = [n for n in wanted if n not in params]
+    extra = [n for n, p in params.items() if n not in wanted and p.default is p.empty
+             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if missing or extra:
+        name = getattr(fn, "__name__", "the reference")
+        return (f"{name}({', '.join(params)}) does not take {program.name}'s inputs and sizes by name "
+                f"({', '.join(wanted)})")
+    return ""
+
+
 def references() -> dict[str, dict[str, Callable[..., Any]]]:
     """Every torch reference by name, {"official": f, "stable": g, ...} (EViT, Top-K, DynamicViT, POMT, ToMe)."""
     from . import reference as r
@@ -212,7 +232,12 @@ def _compare(want: np.ndarray, got: np.ndarray, inst: Mapping[str, Any]) -> tupl
 
 def _diff(cand: _Side, ref: _Side, inst: Mapping[str, Any]) -> tuple[list[RowDiff], str]:
     tied = inst["kind"] != "continuous"
-    want = ref(inst["inputs"], inst["given"], tied)
+    try:
+        want = ref(inst["inputs"], inst["given"], tied)
+    except Exception as e:  # the reference must answer every valid input: it is not the candidate's fault
+        if ref.program is not None and not isinstance(e, InputError):
+            raise
+        raise ValueError(f"the reference {ref.name} raised {type(e).__name__} on a valid input: {e}") from None
     try:
         got = cand(inst["inputs"], inst["given"], tied)
     except Exception as e:  # the candidate failing where the reference answers is a counterexample too
@@ -245,6 +270,15 @@ def check(candidate: Side, reference: Side, *, examples: int = 300, ties: bool =
     t0 = time.perf_counter()
     cand, ref = _Side(candidate, backend), _Side(reference, backend)
     programs = [p for p in (program, cand.program, ref.program) if p is not None] or [evit_signature()]
+    from .sizes import signature
+    if cand.program is not None and ref.program is not None and signature(cand.program) != signature(ref.program):
+        raise ValueError(f"{cand.name} and {ref.name} take different inputs, sizes or roles: "
+                         f"{cand.program.signature().rstrip(':')} against {ref.program.signature().rstrip(':')}")
+    for side in (cand, ref):
+        for fn in side.variants.values():
+            problem = signature_problem(fn, programs[0])
+            if problem:
+                raise ValueError(problem)
     model = Model(programs)
     result = CheckResult(True, 0, None, 0.0, cand.name, ref.name)
     for inst in _user_instances(model, inputs or ()):

@@ -144,9 +144,12 @@ def sides(program: Program, reference: Program | Callable[..., Any] | None = Non
             raise ProveError(f"{program.name}: the candidate and the reference are the same program")
         if signature(ref.program) != signature(cand.program):
             raise ProveError(f"{cand} and {ref} take different inputs, sizes or roles: "
-                             f"{cand.program.signature()} against {ref.program.signature()}")
+                             f"{cand.program.signature().rstrip(':')} against {ref.program.signature().rstrip(':')}")
     elif callable(reference):
+        from .check import signature_problem
         ref = Side(reference_name or getattr(reference, "__name__", "reference"), "torch function", fn=reference)
+        if signature_problem(reference, cand.program):
+            raise ProveError(signature_problem(reference, cand.program))
     else:
         raise ProveError(f"cannot prove against a {type(reference).__name__}: pass a Program or a function")
     return cand, ref
