@@ -60,6 +60,9 @@ def sides(args: argparse.Namespace, prefer: str) -> tuple[Any, Any, dict[str, st
             raise UsageError(f"{prog.name} is already in linearized form and declares no original "
                              "(meta['reference']); give one with --reference")
         ref, name, form = resolve_reference(declared, "program")
+        if form == "torch function":
+            raise UsageError(f"{prog.name} declares a torch function as its reference, not an original form: "
+                             "drop --against original")
     elif args.reference or declared:
         ref, name, form = resolve_reference(args.reference or declared, prefer)
     elif prefer == "program" and not linearized:
