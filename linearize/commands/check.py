@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from typing import Any
 
 
@@ -16,14 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "torch function taking the inputs by name and the sizes, or a Program); default: the "
                              "program's declared reference (meta['reference']), else the reference of its name")
     parser.add_argument("--against", choices=("reference", "original"), default="reference",
-                        help="compare with the reference (default) or with the program's own original form")
+                        help="reference (default): --reference, else the declared or named reference (the "
+                             "official torch code, its stable-sort variant on tied draws); original: the program's "
+                             "own original form")
     parser.add_argument("--inputs", default=None, metavar="DATA.npz",
                         help="also check on your own arrays (batched, by input name; a given size such as k may be "
                              "stored too, else every value is checked), before the drawn examples")
-    parser.add_argument("--examples", type=int, default=300, help="how many draws to try (default 300)")
+    parser.add_argument("--examples", type=int, default=300, help="how many random inputs to draw (default 300)")
     parser.add_argument("--seed", type=int, default=None,
-                        help="explore other draws, reproducibly (default: hypothesis' fixed derandomized draws)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+                        help="a random seed S, to explore other draws reproducibly (default: hypothesis' fixed, "
+                             "derandomized draws)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of text, and no progress bar")
     parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
                         help="the backend that evaluates IR programs")
 
@@ -79,19 +82,13 @@ def sides(args: argparse.Namespace, prefer: str) -> tuple[Any, Any, dict[str, st
     return prog, ref, cand, {"name": name, "form": form}
 
 
-def _bar(done: int, total: int) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} examples")
-    sys.stderr.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     from ..ir.form import is_linearized
     from ..rewrite import linearize
     from ..verify.check import check
     from . import UsageError
     from .eval import load_npz
+    from .progress import Bar, wanted
 
     if args.examples < 1:
         raise UsageError(f"--examples must be >= 1, got {args.examples}")
@@ -101,15 +98,14 @@ def run(args: argparse.Namespace) -> int:
                                   and reference.early_returns == candidate.early_returns):
         raise UsageError(f"{prog.name}: the candidate and the reference are the same program")
     inputs = [load_npz(args.inputs)] if args.inputs else None
-    bar = _bar if sys.stderr.isatty() and not args.json else None
     try:
-        result = check(candidate, reference, examples=args.examples, seed=args.seed, backend=args.backend,
-                       program=prog, inputs=inputs, progress=bar)
+        with Bar(wanted(args), args.examples, "example", prog.name) as bar:
+            def progress(done: int, total: int, shrinking: bool) -> None:
+                bar.update(done, desc=f"{prog.name}: shrinking a counterexample" if shrinking else prog.name)
+            result = check(candidate, reference, examples=args.examples, seed=args.seed, backend=args.backend,
+                           program=prog, inputs=inputs, progress=progress)
     except ValueError as e:  # sides that take different inputs, a reference that is not one
         raise UsageError(str(e)) from None
-    finally:
-        if bar:
-            sys.stderr.write("\r\033[K")
     c, r = f"{cand['name']} ({cand['form']})", f"{ref['name']} ({ref['form']})"
     if args.json:
         data = result.to_dict()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from .forms import PIPELINE_HELP, PIPELINE_NAMES, pipeline
 
@@ -21,20 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prove against the reference (default) or the program's own original form")
     parser.add_argument("--max-n", type=int, default=6, help="settle every token count n <= N (default 6)")
     parser.add_argument("--json", action="store_true", help="one JSON object: program, candidate, reference, "
-                                                            "max_n, regions, ok, counterexample, seconds, ...")
+                                                            "max_n, regions, ok, counterexample, seconds, ... (and "
+                                                            "no progress bar)")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--pipeline", choices=PIPELINE_NAMES, default="default", help=PIPELINE_HELP)
     parser.add_argument("--channels", type=int, default=1,
                         help="channels to settle when a program is not channel-generic (default 1)")
     parser.add_argument("--size", action="append", default=[], metavar="NAME=VALUE",
                         help="fix a size the proof does not enumerate (default 1; repeatable)")
-
-
-def _bar(settled: int, total: int, n: int) -> None:
-    width = 30
-    done = int(width * settled / max(total, 1))
-    sys.stderr.write(f"\rn = {n}  [{'#' * done}{'.' * (width - done)}] {settled:,}/{total:,} regions")
-    sys.stderr.flush()
 
 
 def _sizes(specs: list[str]) -> dict[str, int]:
@@ -55,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..verify.prove import ProveError, prove
     from . import UsageError
     from .check import sides
+    from .progress import Bar, wanted
 
     if not 1 <= args.max_n <= 9:
         raise UsageError(f"--max-n must be between 1 and 9, got {args.max_n}")
@@ -63,15 +57,13 @@ def run(args: argparse.Namespace) -> int:
     passes = pipeline(args.pipeline)
     sizes = _sizes(args.size)
     prog, reference, _, ref = sides(args, "program")
-    bar = _bar if sys.stderr.isatty() and not args.json else None
     try:
-        result = prove(prog, reference, max_n=args.max_n, pipeline=passes, jobs=args.jobs, channels=args.channels,
-                       sizes=sizes, reference_name=ref["name"], progress=bar)
+        with Bar(wanted(args), 0, "region") as bar:
+            result = prove(prog, reference, max_n=args.max_n, pipeline=passes, jobs=args.jobs,
+                           channels=args.channels, sizes=sizes, reference_name=ref["name"],
+                           progress=lambda done, total, n: bar.update(done, total, f"n = {n}"))
     except ProveError as e:
         raise UsageError(str(e)) from None
-    finally:
-        if bar:
-            sys.stderr.write("\r\033[K")
     c = f"{result.candidate['name']} ({result.candidate['form']})"
     r = f"{result.reference['name']} ({result.reference['form']})"
     if args.json:

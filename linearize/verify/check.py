@@ -250,7 +250,7 @@ def _diff(cand: _Side, ref: _Side, inst: Mapping[str, Any]) -> tuple[list[RowDif
 def check(candidate: Side, reference: Side, *, examples: int = 300, ties: bool = True, seed: int | None = None,
           dtype: Any = np.float32, backend: str = "numpy", program: Program | None = None,
           inputs: Iterable[Mapping[str, Any]] | None = None,
-          progress: Callable[[int, int], None] | None = None) -> CheckResult:
+          progress: Callable[[int, int, bool], None] | None = None) -> CheckResult:
     """Property-test candidate == reference on `examples` draws; a failure is shrunk to a minimal counterexample.
 
     Each side is an IR Program (run with linearize.compile on `backend`), a callable taking the inputs as torch
@@ -260,7 +260,8 @@ def check(candidate: Side, reference: Side, *, examples: int = 300, ties: bool =
     else of the first side that is a Program, else EViT's. `inputs` are the user's own input sets (batched arrays
     by name, and given sizes; a given size left out takes every value), checked before the draws. ties=False draws
     continuous scores only. seed=None is deterministic (hypothesis' derandomize); a seed explores other draws,
-    reproducibly. `progress(done, total)` is called after each drawn example.
+    reproducibly. progress(examples_run, examples, shrinking) is called after each draw (shrinking: a
+    counterexample was found and is being made smaller).
     """
     if backend not in ("numpy", "torch"):
         raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
@@ -293,12 +294,11 @@ def check(candidate: Side, reference: Side, *, examples: int = 300, ties: bool =
     def differs(inst: dict[str, Any]) -> bool:
         nonlocal ran, failed
         inst["linear"] = model.linear
-        if not failed:
-            ran += 1
-            if progress:
-                progress(ran, examples)
+        ran += 0 if failed else 1
         rows, problem = _diff(cand, ref, inst)
         failed = failed or bool(rows or problem)
+        if progress is not None:
+            progress(ran, examples, failed)
         return bool(rows or problem)
 
     # from hypothesis' default profile, so that a test suite's profile does not change what a seed reproduces
