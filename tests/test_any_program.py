@@ -187,7 +187,7 @@ def test_empty_batches_and_channels_give_the_empty_result_and_no_heads_is_an_inp
                 f(x=np.ones((1, 5, 3), np.float32), attn=np.ones((1, 0, 5, 5), np.float32), k=2)
     np.savez(tmp_path / "h0.npz", x=np.ones((1, 5, 3)), attn=np.ones((1, 0, 5, 5)))
     assert main(["eval", "evit", "--inputs", str(tmp_path / "h0.npz"), "--out", str(tmp_path / "o.npz"),
-                 "--k", "2"]) == 2
+                 "--k", "2", "--form", "linearized"]) == 2
     assert "empty axis" in capsys.readouterr().err
 
 

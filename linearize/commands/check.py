@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", default=None, metavar="DATA.npz",
                         help="also check on your own arrays (batched, by input name; a given size such as k may be "
                              "stored too, else every value is checked), before the drawn examples")
-    parser.add_argument("--examples", type=int, default=300, help="how many random inputs to draw (default 300)")
+    parser.add_argument("--examples", type=int, default=300, help="how many random inputs to draw")
     parser.add_argument("--seed", type=int, default=None,
                         help="a random seed S, to explore other draws reproducibly (default: hypothesis' fixed, "
                              "derandomized draws)")
