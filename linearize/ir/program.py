@@ -23,6 +23,12 @@ class InputError(ValueError):
     """Inputs or sizes that do not fit the program: the message names the problem."""
 
 
+# what an input is to the checker and the prover (docs/checker.md, docs/prove.md):
+#   feature -- token features the output is linear in once the comparisons are fixed (x); drawn freely
+#   score   -- values the program compares (heaviside, delta, topk, rank, sorts read them); drawn with ties
+#   value   -- other values that flow polynomially and are never compared (a value tensor); drawn freely
+ROLES = ("feature", "score", "value")
+
 # conditions a program may require of an input's values (Program.requires), checked with the inputs' finiteness
 REQUIREMENTS: dict[str, str] = {
     "positive": "must be > 0 everywhere",
@@ -74,6 +80,7 @@ class Program:
     features: tuple[str, ...] = ("x",)  # inputs the output must be linear in, once scores are fixed
     doc: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    roles: Mapping[str, str] = field(default_factory=dict, compare=False)  # input -> ROLES; see role()
     requires: tuple[tuple[str, str], ...] = ()  # (input, condition in REQUIREMENTS): ToMe's sizes > 0
 
     def __post_init__(self) -> None:
@@ -85,6 +92,10 @@ class Program:
                 raise IRError(f"program {self.name}: inputs must be tensor() nodes")
         if len(set(names)) != len(names):
             raise IRError(f"program {self.name}: duplicate input names {names}")
+        for name, role in self.roles.items():
+            if name not in names or role not in ROLES:
+                raise IRError(f"program {self.name}: role {name!r}: {role!r} must name an input and be one of "
+                              f"{', '.join(ROLES)}")
         for name, cond in self.requires:
             if name not in names or cond not in REQUIREMENTS:
                 raise IRError(f"program {self.name}: requires ({name!r}, {cond!r}): name an input and one of "
@@ -132,6 +143,10 @@ class Program:
     @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(n.arg[0] for n in self.inputs)
+
+    def role(self, name: str) -> str:
+        """The input's role (ROLES): as declared in `roles`, else feature for the features (x), score otherwise."""
+        return self.roles.get(name) or ("feature" if name in self.features else "score")
 
     @property
     def given_sizes(self) -> tuple[str, ...]:
@@ -214,6 +229,17 @@ class Program:
                 return e.value
         return self.output
 
+    def check_reductions(self, env: Mapping[Sym, int]) -> None:
+        """An InputError for a mean or max over an empty axis (H = 0) at these sizes: it has no value. An empty sum
+        is 0, and an empty batch or channel axis gives an empty result."""
+        from .ops import OPS
+        from .printing import show
+        for n in self.active_root(env).toposort():
+            spec = OPS[n.op]
+            if spec.kind == "reduction" and n.src[0].shape[spec.axis(n)].value(dict(env)) == 0:
+                sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(env.items(), key=lambda t: t[0].name))
+                raise InputError(f"{spec.name} over an empty axis in `{show(n)}` ({sizes})")
+
     def signature(self) -> str:
         ins = ", ".join(f"{n.arg[0]}: [{', '.join(str(d) for d in n.arg[1])}]" for n in self.inputs)
         cons = ", ".join(f"{c.size.name}: {c.lo} <= {c.size.name} <= {c.hi}{' (clipped)' if c.clip else ''}"
@@ -280,13 +306,20 @@ def _size_syms(n: Node, derived: bool = False) -> set[Sym]:
 def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Output, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
             early_returns: list[tuple[Any, Any, Output]] | None = None,
-            features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None,
-            clip: tuple[Node, ...] = (), requires: Mapping[str, str] | None = None) -> Program:
+            features: tuple[str, ...] | None = None, doc: str = "", meta: Mapping[str, Any] | None = None,
+            roles: Mapping[str, str] | None = None, clip: tuple[Node, ...] = (),
+            requires: Mapping[str, str] | None = None) -> Program:
     """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
-    meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to. A tuple
-    output, (x_out, size_out), is a program with several outputs (early returns then give tuples too); clip=(r,)
-    takes a size above its range's top as the top, as ToMe clips r, instead of refusing it; requires={"size":
-    "positive"} checks a condition (REQUIREMENTS) on an input's values before every evaluation."""
+    meta={"reference": "topk"} names the reference a hand-written or renamed program answers to;
+    roles={"x": "feature", "score": "score", "v": "value"} says what each input is (default: x is the feature,
+    every other input a score); the features default to the inputs whose role is feature. A tuple output,
+    (x_out, size_out), is a program with several outputs (early returns then give tuples too); clip=(r,) takes a
+    size above its range's top as the top, as ToMe clips r, instead of refusing it; requires={"size": "positive"}
+    checks a condition (REQUIREMENTS) on an input's values before every evaluation."""
+    roles = dict(roles or {})
+    if features is None:
+        names = [n.arg[0] for n in inputs]
+        features = tuple(n for n in names if roles.get(n, "feature" if n == "x" else "score") == "feature")
     clipped = {as_affine(s) for s in clip}
     cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi), as_affine(s) in clipped)
                  for s, (lo, hi) in (sizes or {}).items())
@@ -295,7 +328,7 @@ def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Output, *,
     early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
     output = tuple(output) if isinstance(output, list | tuple) else output
     early = tuple(replace(e, value=tuple(e.value)) if isinstance(e.value, list) else e for e in early)
-    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}),
+    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}), roles,
                    tuple((requires or {}).items()))
 
 
