@@ -85,6 +85,14 @@ class Affine:
         return frozenset(s for s, _ in self.terms)
 
     @property
+    def base_syms(self) -> frozenset[Sym]:
+        """The syms, with a derived size (T // 2) replaced by the sizes it is computed from (T)."""
+        out: set[Sym] = set()
+        for s, _ in self.terms:
+            out |= s.lo.base_syms if s.derived else {s}
+        return frozenset(out)
+
+    @property
     def vars(self) -> frozenset[Sym]:
         return frozenset(s for s, _ in self.terms if s.kind == "var")
 

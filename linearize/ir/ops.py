@@ -134,12 +134,12 @@ def _sorting(name: str, latex: str) -> dict[str, Rule]:
 
 
 def _selection(name: str, doc: str, arity: int, shape: S.ShapeRule, impl: Rule, order: str, keys: tuple[int, ...],
-               degree: Rule = flat, integral: Rule = always, **notation: Rule) -> OpSpec:
+               degree: Rule = flat, integral: Rule = always, axis: Rule | None = None, **notation: Rule) -> OpSpec:
     notation.setdefault("text", _call(name))
     notation.setdefault("latex", lambda p, n: p.call(name, n))
     notation.setdefault("sympy", lambda c, n, idx, env: c.function(name, n, idx, env))
     return OpSpec(name, "selection", doc, arity, shape, notation["text"], notation["latex"], notation["sympy"],
-                  degree, integral, None, impl, order, keys)
+                  degree, integral, None, impl, order, keys, axis=axis)
 
 
 def _arithmetic(name: str, symbol: str, prec: int, doc: str, fn: Rule, shape: S.ShapeRule, degree: Rule,
@@ -249,6 +249,7 @@ OPS: dict[Op, OpSpec] = {
                               sympy=lambda c, n, idx, env: c.function("complement", n, idx, env, extra=n.arg)),
     Op.ARGMAX: _selection("argmax", "the index of the largest value along an axis, the first on ties (torch's "
                           "max(dim)); arg: the axis", 1, S.argmax_shape, _argmax, "compare", (0,),
+                          axis=lambda n: n.arg,
                           text=lambda p, n: p.call("argmax", n, f"axis={n.arg}"),
                           latex=lambda p, n: p.call("argmax", n, extra=Affine((), n.arg)),
                           sympy=lambda c, n, idx, env: c.function("argmax", n, idx, env, extra=Affine((), n.arg))),

@@ -229,14 +229,20 @@ class Program:
                 return e.value
         return self.output
 
+    def active_roots(self, env: Mapping[Sym, int]) -> tuple[Node, ...]:
+        """The nodes the program returns at these sizes, as a tuple (one for a single output)."""
+        root = self.active_root(env)
+        return root if isinstance(root, tuple) else (root,)
+
     def check_reductions(self, env: Mapping[Sym, int]) -> None:
         """An InputError for a mean or max over an empty axis (H = 0) at these sizes: it has no value. An empty sum
         is 0, and an empty batch or channel axis gives an empty result."""
         from .ops import OPS
         from .printing import show
-        for n in self.active_root(env).toposort():
+        for n in {m: None for r in self.active_roots(env) for m in r.toposort()}:
             spec = OPS[n.op]
-            if spec.kind == "reduction" and n.src[0].shape[spec.axis(n)].value(dict(env)) == 0:
+            if spec.kind == "reduction" and n.src[0].shape[spec.axis(n)].value(dict(env)) == 0 and \
+                    all(d.value(dict(env)) for d in n.shape):  # an empty result has nothing to reduce
                 sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(env.items(), key=lambda t: t[0].name))
                 raise InputError(f"{spec.name} over an empty axis in `{show(n)}` ({sizes})")
 

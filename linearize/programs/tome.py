@@ -53,7 +53,7 @@ def tome() -> Program:
     a, b = define("a", unit[::2]), define("b", unit[1::2])  # even rows (a[0] is CLS), odd rows
     A, B = (T - 1) // 2, T // 2  # non-CLS even rows, odd rows
     i, j, e = index("i", A), index("j", B), index("e", c)
-    scores = define("scores", i, stack_over(j, sum_over(e, a[1:][i, e] * b[j, e])))  # [A, B] a @ b^T, CLS row out
+    scores = define("scores", i, stack_over(j, sum_over(e, a[i + 1, e] * b[j, e])))  # [A, B] a[1:] @ b^T: no CLS
     node_max = define("node_max", amax(scores, axis=1))  # [A] each even row's best similarity
     node_idx = argmax(scores, axis=1)  # [A] and its first most similar odd row
     src_idx = topk(node_max, r)  # [r] the even rows that merge: argsort(node_max, descending=True)[:r]
@@ -73,5 +73,7 @@ def tome() -> Program:
             "on ties); the r even rows with the highest similarity merge into their pick, a size-weighted average. "
             "Returns (x', size'): CLS, the unmerged even rows in index order, then every odd row. r is clipped to "
             "(T - 1) // 2; r == 0 returns (x, size).",
-        meta={"reference": "tome"}, requires={"size": "positive", "metric": "normable_rows"},
+        roles={"x": "feature", "metric": "score", "size": "value"},
+        requires={"size": "positive", "metric": "normable_rows"},
+        meta={"compared": "scores"},  # what prove enumerates the orderings of: the similarities (verify/cut.py)
     )

@@ -50,10 +50,10 @@ class Model:
         reducers = {s: set().union(*(a.reducers.get(s, set()) for a in self.analyses)) for s in self.averaged}
         self.spread_kind = {s: "mean" if ops == {Op.MEAN} else "amax" if ops == {Op.AMAX} else "none"
                             for s, ops in reducers.items()}
-        self.tokens = {s for n in p.inputs if n.arg[0] in self.scores for d in n.arg[1] for s in d.syms}
+        self.tokens = {s for n in p.inputs if n.arg[0] in self.scores for d in n.arg[1] for s in d.base_syms}
         self.tokens -= self.averaged
         # the token size first, so that it shrinks first
-        self.derivable = sorted({s for n in p.inputs for d in n.arg[1] for s in d.syms},
+        self.derivable = sorted({s for n in p.inputs for d in n.arg[1] for s in d.base_syms},
                                 key=lambda s: (s in self.averaged, s not in self.tokens, s.name != "N", s.name))
         self.given = [c for c in p.constraints if c.size not in set(self.derivable)]
         self._positions: dict[tuple, list[tuple[str, int]]] = {}
@@ -84,9 +84,9 @@ class Model:
             env1 = {**env, **{s: 1 for s in self.averaged}}
             shapes, found = self.shapes(env, collapse=True), set()
             for a in self.analyses:
-                root = a.program.active_root(env1)
-                inside = set(root.toposort())
-                found |= read_positions(a, root, env1, shapes, [r for r in a.compared if r in inside])[0]
+                for root in a.program.active_roots(env1):
+                    inside = set(root.toposort())
+                    found |= read_positions(a, root, env1, shapes, [r for r in a.compared if r in inside])[0]
             if not found and not any(a.compared for a in self.analyses):
                 found = {(n, i) for n in self.scores for i in range(math.prod(shapes[n]))}
             order = {n: i for i, n in enumerate(self.program.input_names)}

@@ -74,10 +74,16 @@ class ExactEvaluation(Evaluation):
         return super().eval(n)
 
 
-def evaluate(program: Program, inputs: dict[str, Any], given: dict[str, int]) -> np.ndarray:
-    """The program's output [B, ...] as Fractions; inputs are batched arrays (floats or Fractions)."""
+def evaluate(program: Program, inputs: dict[str, Any], given: dict[str, int]) -> Any:
+    """The program's output [B, ...] as Fractions (a tuple of them for several outputs); inputs are batched
+    arrays (floats or Fractions)."""
     arrays = {name: _exact(a) for name, a in inputs.items()}
     env = program.bind_sizes({name: a.shape[1:] for name, a in arrays.items()}, given)
-    out = ExactEvaluation(EXACT, env, arrays, object).run(program.active_root(env))
+    root = program.active_root(env)
+    ev = ExactEvaluation(EXACT, env, arrays, object)
     batch = next(iter(arrays.values())).shape[0]
-    return np.broadcast_to(out, (batch, *out.shape[1:])) if out.shape[0] != batch else out
+    outs = []
+    for r in root if isinstance(root, tuple) else (root,):
+        out = ev.run(r)
+        outs.append(np.broadcast_to(out, (batch, *out.shape[1:])) if out.shape[0] != batch else out)
+    return tuple(outs) if isinstance(root, tuple) else outs[0]

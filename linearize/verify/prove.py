@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..ir.program import InputError, Program
+from .cut import compared_definition, for_proof, joined
 from .regions import Layout, ProveError, analyze, degree, inexact, read_positions, value_reads
 from .sizes import SizePlan, channel_generic, lattice, linear_points, plan_sizes, signature
 
@@ -152,6 +153,15 @@ def sides(program: Program, reference: Program | Callable[..., Any] | None = Non
             raise ProveError(signature_problem(reference, cand.program))
     else:
         raise ProveError(f"cannot prove against a {type(reference).__name__}: pass a Program or a function")
+    if compared_definition(cand.program) is not None and ref.program is None:
+        raise ProveError(f"{program.name} compares the entries of its definition "
+                         f"{compared_definition(cand.program)!r}: prove it against a program (its original form), "
+                         "where the proof can take them as the compared scores")
+    if ref.program is not None:  # ToMe: its similarities become the compared input, its quotient two outputs
+        prepared = for_proof([cand.program, ref.program])
+        if isinstance(prepared, str):
+            raise ProveError(f"cannot prove it: {prepared}")
+        cand.program, ref.program = prepared
     return cand, ref
 
 
@@ -173,16 +183,16 @@ def _evaluator(side: Side, exact: bool) -> Callable[[dict[str, np.ndarray], dict
         def call(inputs: dict[str, np.ndarray], given: dict[str, int]) -> np.ndarray:
             import torch
             out = fn(**{k: torch.from_numpy(np.ascontiguousarray(v, np.float64)) for k, v in inputs.items()}, **given)
-            return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+            return joined(out)
         return call
     if exact:
         from .exact import evaluate
-        return lambda inputs, given: evaluate(side.program, inputs, given)
+        return lambda inputs, given: joined(evaluate(side.program, inputs, given))
     from ..eval.compiled import compile
     # generic steps only: every comparison evaluated as written (the planner's fast strategies compute a stable
     # rank by sorting, which would make the proof compare a sort with a sort)
     f = compile(side.program, "numpy", fast=False)
-    return lambda inputs, given: np.asarray(f(**inputs, **given))
+    return lambda inputs, given: joined(f(**inputs, **given))
 
 
 def _differ(want: np.ndarray, got: np.ndarray, tolerant: bool) -> np.ndarray:
@@ -278,14 +288,14 @@ def _prepare(cand: Side, ref: Side, max_n: int, sizes: Mapping[str, int] | None,
         compared, valued = set(), set()
         for env in at_n:
             for p, a in zip(progs, analyses):
-                root = p.active_root(env)
-                inside = set(root.toposort())
-                found, why = read_positions(a, root, env, shapes, [r for r in a.compared if r in inside])
-                compared |= found
-                values, why2 = read_positions(a, root, env, shapes, value_reads(root, a))
-                valued |= values
-                if why or why2:
-                    raise ProveError(f"cannot prove it: {(why + why2)[0]}")
+                for root in p.active_roots(env):
+                    inside = set(root.toposort())
+                    found, why = read_positions(a, root, env, shapes, [r for r in a.compared if r in inside])
+                    compared |= found
+                    values, why2 = read_positions(a, root, env, shapes, value_reads(root, a))
+                    valued |= values
+                    if why or why2:
+                        raise ProveError(f"cannot prove it: {(why + why2)[0]}")
         order = {name: i for i, name in enumerate(cand.program.input_names)}
         positions = sorted(compared, key=lambda q: (order[q[0]], q[1]))
         if len(positions) > MAX_COMPARED:

@@ -45,8 +45,9 @@ def nodes(program: Program) -> list[Node]:
 
 def _syms(a: Any) -> set[Sym]:
     """The sizes and index variables an arg, shape or affine expression mentions (ranges included)."""
-    if isinstance(a, Affine):
-        return set(a.syms).union(*(_syms(s.lo) | _syms(s.hi) for s in a.vars)) if a.vars else set(a.syms)
+    if isinstance(a, Affine):  # a derived size (T // 2) and the sizes it is computed from
+        found = set(a.syms) | set(a.base_syms)
+        return found.union(*(_syms(s.lo) | _syms(s.hi) for s in a.vars)) if a.vars else found
     if isinstance(a, Sym):
         return {a} | (_syms(a.lo) | _syms(a.hi) if a.kind == "var" else set())
     if isinstance(a, tuple):
@@ -71,6 +72,7 @@ class Analysis:
     problems: list[str] = field(default_factory=list)
     averaged: set[Sym] = field(default_factory=set)  # sizes only ever reduced over (one settles all: H)
     reducers: dict[Sym, set[Op]] = field(default_factory=dict)  # how each of those is reduced (mean, amax)
+    maxes: set[Node] = field(default_factory=set)  # the largest of a read along an axis it keeps (and its views)
 
     def sign(self, read: Node) -> int:
         """+1 or -1: the parity of the negations between the read and its score input."""
@@ -111,6 +113,12 @@ def analyze(program: Program) -> Analysis:
     a.averaged = _averaged(program, a)
     a.reducers = {s: {n.op for n in a.chain if n.op in REDUCE and s in _sizes(n.src[0].shape[OPS[n.op].axis(n)])}
                   for s in reducible}
+    # the largest entry of a read along another axis (ToMe's node_max): on a region it is one of the read's
+    # entries, which one the ordering says, so comparing it is comparing two compared entries
+    for n in every:
+        if n not in a.chain and n.src and ((n.op is Op.AMAX and n.src[0] in a.chain) or
+                                           (n.op in VIEWS and n.src[0] in a.maxes)):
+            a.maxes.add(n)
     dep: set[Node] = set()  # nodes that depend on a score input
     for n in every:
         if n in a.chain or any(s in dep for s in n.src):
@@ -120,13 +128,14 @@ def analyze(program: Program) -> Analysis:
     def pair(arg: Node) -> bool:  # a difference of two reads with the same sign (or a sum of opposite signs)
         while arg.op is Op.NEG and arg not in a.chain:
             arg = arg.src[0]
-        if arg.op not in (Op.SUB, Op.ADD) or not all(s in a.chain and s.shape == () for s in arg.src):
+        if arg.op not in (Op.SUB, Op.ADD) or not all((s in a.chain or s in a.maxes) and s.shape == ()
+                                                     for s in arg.src):
             return False
         same = a.sign(arg.src[0]) == a.sign(arg.src[1])
         return same if arg.op is Op.SUB else not same
 
-    def key(k: Node) -> bool:
-        return (k in a.chain and len(k.shape) == 1) or od(k)
+    def key(k: Node, axis: bool) -> bool:  # a vector of reads (or of row maxima); any read along an axis (argmax)
+        return ((k in a.chain or k in a.maxes) and (len(k.shape) == 1 or axis)) or od(k)
 
     def valid(n: Node) -> bool:  # the operands in comparison positions (the op table's keys) are reads or ordered
         spec = OPS[n.op]
@@ -135,12 +144,13 @@ def analyze(program: Program) -> Analysis:
         if spec.kind == "step":
             return pair(n.src[0]) or od(n.src[0])
         k = n.src[spec.keys[0]]
-        return key(k) if k.dtype == "float" else od(k)  # a key's order, or indices made from one
+        return key(k, spec.axis is not None) if k.dtype == "float" else od(k)  # a key's order, or its indices
 
     def od(n: Node) -> bool:  # order-determined: a function of the weak ordering and of the other inputs only
         if n not in memo:
-            memo[n] = n not in dep or (n not in a.chain and valid(n) and (
-                True if n.op in KEEP else od(n.src[0]) if n.op in MOVE else all(od(s) for s in n.src)))
+            memo[n] = n not in dep or (n not in a.chain and n not in a.maxes and valid(n) and (
+                True if n.op in KEEP else all(od(s) for s in moved(n)) if n.op in MOVE else
+                all(od(s) for s in n.src)))
         return memo[n]
 
     for n in every:
@@ -157,9 +167,19 @@ def analyze(program: Program) -> Analysis:
             a.compared.update(arg.src)
         elif spec.order is not None and n.src[spec.keys[0]] in a.chain:
             a.compared.add(n.src[spec.keys[0]])
+        elif spec.order is not None and n.src[spec.keys[0]] in a.maxes:  # the rows the maxima are taken over
+            m = n.src[spec.keys[0]]
+            while m.op is not Op.AMAX:
+                m = m.src[0]
+            a.compared.add(m.src[0])
         elif n.op is Op.AMAX and n.src[0] in a.chain:  # the largest of some scores: which one, the order says
             a.compared.add(n.src[0])
     return a
+
+
+def moved(n: Node) -> list[Node]:
+    """The operands a move (gather, sort_by_key, scatter_add) moves rows of: all but the ones read for order."""
+    return [s for i, s in enumerate(n.src) if i not in OPS[n.op].keys]
 
 
 def _averaged(program: Program, a: Analysis, strict: bool = True) -> set[Sym]:
@@ -172,6 +192,7 @@ def _averaged(program: Program, a: Analysis, strict: bool = True) -> set[Sym]:
     for n in program.inputs:
         if n.arg[0] not in a.scores:
             candidates -= _sizes(n.arg[1])
+    candidates = {s for s in candidates if not s.derived}  # T // 2 is settled with T
     for c in program.constraints:
         candidates -= {c.size} | _sizes(c.lo) | _sizes(c.hi)
     for e in program.early_returns:
@@ -204,8 +225,9 @@ def degree(root: Node, names: Iterable[str], a: Analysis | None = None) -> float
     names, deg = frozenset(names), {}
     for n in root.toposort():
         d = [deg[s] for s in n.src]
-        deg[n] = (0.0 if n.op in KEEP else d[0] if n.op in MOVE or (n.op is Op.AMAX and n.src[0] in a.compared)
-                  else OPS[n.op].degree(n, d, names))
+        rows = [deg[s] for s in moved(n)] if n.op in MOVE else []
+        deg[n] = (0.0 if n.op in KEEP else max(rows, default=0.0) if n.op in MOVE else d[0]
+                  if n.op is Op.AMAX and n.src[0] in a.compared else OPS[n.op].degree(n, d, names))
     return deg[root]
 
 
@@ -218,7 +240,7 @@ def value_reads(root: Node, a: Analysis) -> set[Node]:
         elif n.op in KEEP:
             found[n] = frozenset()
         elif n.op in MOVE:
-            found[n] = found[n.src[0]]
+            found[n] = frozenset().union(*(found[s] for s in moved(n)))
         else:
             found[n] = frozenset().union(*(found[s] for s in n.src)) if n.src else frozenset()
     return set(found[root])

@@ -113,10 +113,11 @@ def plan_sizes(candidate: Program, programs: list[Program], analyses: list[Analy
     """Decide how each size is settled (module docstring); `sizes` fixes sizes by name, `channels` the channel
     size when the programs are not channel-generic."""
     sizes = dict(sizes or {})
-    derivable = {s for n in candidate.inputs for d in n.arg[1] for s in d.syms}
+    derivable = {s for n in candidate.inputs for d in n.arg[1] for s in d.base_syms}  # T for T // 2
     averaged = set.intersection(*(a.averaged for a in analyses)) if analyses else set()
     averaged -= {s for s in derivable if s.name in sizes}
-    scores = {s for n in candidate.inputs if candidate.role(n.arg[0]) == "score" for d in n.arg[1] for s in d.syms}
+    scores = {s for n in candidate.inputs if candidate.role(n.arg[0]) == "score" for d in n.arg[1]
+              for s in d.base_syms}
     linear = [n for n in candidate.inputs if candidate.role(n.arg[0]) != "score" and n.arg[1]]
     channel = None
     if linear:
