@@ -9,9 +9,12 @@ from .engine import Derivation, LinearizeError, Pass, Rule, Step, run_pass, run_
 from .pipelines import (
     ALL_PASSES,
     ALL_RULES,
+    ARGMAX,
     DEFAULT_PIPELINE,
     DISTINCT_RANKS,
     MASKED_SUMS,
+    MERGE,
+    ORDER,
     PIPELINES,
     SEED_PIPELINE,
     SELECT,
@@ -23,6 +26,7 @@ from .pipelines import (
     linearize,
 )
 
-__all__ = ["ALL_PASSES", "ALL_RULES", "DEFAULT_PIPELINE", "DISTINCT_RANKS", "MASKED_SUMS", "PIPELINES",
+__all__ = ["ALL_PASSES", "ALL_RULES", "ARGMAX", "DEFAULT_PIPELINE", "DISTINCT_RANKS", "MASKED_SUMS", "MERGE", "ORDER",
+           "PIPELINES",
            "SEED_PIPELINE", "SELECT", "SHARE", "SHARED_PIPELINE", "SIMPLIFY", "SORT", "STABLE_RANKS", "Derivation",
            "LinearizeError", "Pass", "Rule", "Step", "linearize", "run_pass", "run_pipeline"]

@@ -36,9 +36,12 @@ ALL_RULES: dict[str, Rule] = {r.name: r for p in ALL_PASSES for r in p.rules}
 __all__ = [
     "ALL_PASSES",
     "ALL_RULES",
+    "ARGMAX",
     "DEFAULT_PIPELINE",
     "DISTINCT_RANKS",
     "MASKED_SUMS",
+    "MERGE",
+    "ORDER",
     "PIPELINES",
     "SEED_PIPELINE",
     "SELECT",

@@ -23,6 +23,7 @@ from hypothesis.errors import NoSuchExample
 
 from ..ir import Affine, Sym
 from ..ir.program import InputError, Program
+from .cut import joined
 from .draws import GRID, KINDS, MAX_SIZES, TIE_UNITS, Model, draw_instance, evit_signature
 
 __all__ = ["GRID", "KINDS", "MAX_SIZES", "TIE_UNITS", "TOLERANCES", "CheckResult", "Counterexample", "RowDiff",
@@ -199,14 +200,14 @@ class _Side:
 
     def __call__(self, inputs: Mapping[str, np.ndarray], given: Mapping[str, int], tied: bool) -> np.ndarray:
         if self.compiled is not None and self.backend == "numpy":
-            return np.asarray(self.compiled(**inputs, **given))
+            return joined(self.compiled(**inputs, **given))
         import torch
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
         if self.compiled is not None:
             out = self.compiled(**tensors, **given)
         else:
             out = self.variants[self.variant(tied)](**tensors, **given)
-        return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+        return joined(out)  # several outputs (ToMe's x and size) side by side
 
 
 def _compare(want: np.ndarray, got: np.ndarray, inst: Mapping[str, Any]) -> tuple[list[RowDiff], str]:

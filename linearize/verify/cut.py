@@ -91,7 +91,7 @@ def for_proof(programs: Sequence[Program]) -> list[Program] | str:
         if isinstance(cut_sides, str):
             return cut_sides
         programs = cut_sides
-    return [replace(p, requires=()) for p in split_quotients(programs)]
+    return [replace(p, requires=()) if p.requires else p for p in split_quotients(programs)]
 
 
 def joined(out: Any) -> np.ndarray:

@@ -9,6 +9,7 @@ and value inputs are drawn freely from [-2, 2].
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,10 @@ class Model:
                                 key=lambda s: (s in self.averaged, s not in self.tokens, s.name != "N", s.name))
         self.given = [c for c in p.constraints if c.size not in set(self.derivable)]
         self._positions: dict[tuple, list[tuple[str, int]]] = {}
+        # conditions on values (Program.requires): positive inputs are drawn positive, and a score input whose rows
+        # are normalized (ToMe's metric: compared through cosine similarities) is drawn by rows (draw_rows)
+        self.positive = frozenset(name for name, c in p.requires if c == "positive")
+        self.rows = frozenset(name for name, c in p.requires if c == "normable_rows" and name in self.scores)
 
     def spread_of(self, name: str) -> str:
         """How to spread input `name` along its first averaged axis: "mean", "amax" or "none"."""
@@ -88,15 +93,16 @@ class Model:
                     inside = set(root.toposort())
                     found |= read_positions(a, root, env1, shapes, [r for r in a.compared if r in inside])[0]
             if not found and not any(a.compared for a in self.analyses):
-                found = {(n, i) for n in self.scores for i in range(math.prod(shapes[n]))}
+                found = {(n, i) for n in self.scores if n not in self.rows for i in range(math.prod(shapes[n]))}
             order = {n: i for i, n in enumerate(self.program.input_names)}
             self._positions[key] = sorted(found, key=lambda q: (order[q[0]], q[1]))
         return self._positions[key]
 
 
 @functools.cache
-def _items(kind: str, count: int, linear: tuple[tuple[str, tuple[int, ...]], ...]) -> st.SearchStrategy:
-    """B batch items, each (compared values [count] in units of 1/GRID, {linear input: array}); cached."""
+def _items(kind: str, count: int, linear: tuple[tuple[str, tuple[int, ...], bool], ...]) -> st.SearchStrategy:
+    """B batch items, each (compared values [count] in units of 1/GRID, {linear input: array}); cached. A linear
+    input flagged positive is drawn from [1/4, 2]."""
     which = st.integers(0, len(TIE_UNITS) - 1)
     if kind == "continuous":  # distinct: entry t's value is stride * base + (count - 1 - t)
         stride = 1 << max(count - 1, 0).bit_length()
@@ -106,8 +112,8 @@ def _items(kind: str, count: int, linear: tuple[tuple[str, tuple[int, ...]], ...
         values = hnp.arrays(np.int64, count, elements=which, fill=st.nothing()).map(lambda a: np.array(TIE_UNITS)[a])
     else:
         values = which.map(lambda u: np.full(count, TIE_UNITS[u]))
-    arrays = st.fixed_dictionaries({name: hnp.arrays(np.float64, shape, elements=st.floats(-2, 2))
-                                    for name, shape in linear})  # float64 draws are cheaper than width=32
+    arrays = st.fixed_dictionaries({name: hnp.arrays(np.float64, shape, elements=st.floats(0.25 if positive else -2, 2))
+                                    for name, shape, positive in linear})  # float64 draws are cheaper than width=32
     return st.lists(st.tuples(values, arrays), min_size=1, max_size=MAX_SIZES["B"])
 
 
@@ -129,7 +135,7 @@ def draw_instance(draw: Callable[..., Any], model: Model, ties: bool = True, dty
     shapes, collapsed = model.shapes(env), model.shapes(env, collapse=True)
     assume(all(d >= 0 for shape in shapes.values() for d in shape))
     positions = model.positions(env)
-    items = draw(_items(kind, len(positions), tuple((n, shapes[n]) for n in model.linear)))
+    items = draw(_items(kind, len(positions), tuple((n, shapes[n], n in model.positive) for n in model.linear)))
     b = len(items)
     # the rest of the score inputs (entries nothing compares) and the offsets along the averaged axes come from one
     # drawn seed and a spread that shrinks to 0 (equal heads), to keep draws cheap
@@ -138,6 +144,9 @@ def draw_instance(draw: Callable[..., Any], model: Model, ties: bool = True, dty
     values = np.stack([v for v, _ in items])  # [B, P]
     inputs = {}
     for name in model.scores:
+        if name in model.rows:
+            inputs[name] = draw_rows(kind, (b, *shapes[name]), rng)
+            continue
         flat = rng.integers(0, GRID, (b, math.prod(collapsed[name])))
         for col, (owner, at) in enumerate(positions):
             if owner == name:
@@ -150,6 +159,34 @@ def draw_instance(draw: Callable[..., Any], model: Model, ties: bool = True, dty
     given = {c.size.name: env[c.size] for c in model.given}
     return {"kind": kind, "sizes": sizes, "given": given, "inputs": {k: v.astype(dtype) for k, v in inputs.items()},
             "scores": values / GRID}
+
+
+def exact_rows(c: int) -> np.ndarray:
+    """Vectors of exact L2 norm in c dimensions: one entry of +-1 (norm 1), and four of +-1 (norm 2) when c >= 4."""
+    out = [v * np.eye(c)[i] for i in range(c) for v in (1.0, -1.0)]
+    if c >= 4:
+        out += [np.array(s + (0.0,) * (c - 4)) for s in itertools.product((1.0, -1.0), repeat=4)]
+    return np.array(out)
+
+
+def draw_rows(kind: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A score input compared through its normalized rows (cosine similarities), [B, T, c]: continuous, random
+    dyadic rows (no row zero); ties, rows from a few vectors of exact norm at scales 1/2, 1, 2, so that their unit
+    rows and dot products are exact in any implementation and equal rows give equal similarities; equal, one
+    such vector in every row (every similarity 1)."""
+    *lead, c = shape
+    if c == 0:
+        return np.zeros(shape)
+    scales = 2.0 ** rng.integers(-1, 2, (*lead, 1))
+    if kind == "continuous":
+        rows = rng.integers(-GRID, GRID + 1, shape) / GRID
+        rows[..., 0] = np.where(np.abs(rows).sum(-1) == 0, 1.0, rows[..., 0])
+        return rows
+    pool = exact_rows(c)
+    if kind == "ties":
+        pool = pool[rng.choice(len(pool), size=min(len(pool), int(rng.integers(1, 4))), replace=False)]
+        return pool[rng.integers(0, len(pool), lead)] * scales
+    return np.broadcast_to(pool[rng.integers(0, len(pool))], shape) * scales
 
 
 def _spread(a: np.ndarray, shape: tuple[int, ...], spread: int, rng: np.random.Generator, kind: str) -> np.ndarray:
