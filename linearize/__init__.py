@@ -9,13 +9,14 @@ from . import programs
 from .eval.compiled import Compiled, compile
 from .ir import Affine, IRError, Node, Op, Sym
 from .ir.build import (
-                    amax,
+    amax,
     argsort,
     cat,
     complement,
     const,
     define,
     delta,
+    exp,
     gather,
     heaviside,
     index,
@@ -53,6 +54,7 @@ __all__ = [
     "const",
     "define",
     "delta",
+    "exp",
     "gather",
     "heaviside",
     "index",

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from ..ir.form import is_linearized
     from ..programs import get
     from ..rewrite import linearize
-    from ..verify.cost import COUNTS, CostError, cost, describe
+    from ..verify.cost import COUNTS, OPTIONAL, CostError, cost, describe
     from . import UsageError
 
     if args.k is None and args.n >= 1:
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     how = "as written" if form is prog else f"linearized with the {args.pipeline} pipeline"
     print(f"{result.program} ({how}) at N = {args.n}, k = {args.k}, C = {args.c}, H = {args.h}:")
     for name in COUNTS:
+        if name in OPTIONAL and data["formulas"][name] == "0":  # exponentials: only softmaxes (POMT) have any
+            continue
         print(f"  {name:<16} {data[name]:>14,}   {data['formulas'][name]}")
     if args.k == args.n:
         print("  (k == N returns x unchanged: the counts are those of the k < N branch)")

@@ -162,6 +162,11 @@ def cat(*parts: Node, axis: int = 0) -> Node:
     return node(Op.CAT, tuple(parts), axis)
 
 
+def exp(x: Operand) -> Node:
+    """e ** x, elementwise (a softmax is exp(s - amax(s)) / sum(exp(s - amax(s))))."""
+    return node(Op.EXP, (lift(x),))
+
+
 def mean(x: Node, axis: int = 0) -> Node:
     return node(Op.MEAN, (x,), axis)
 
