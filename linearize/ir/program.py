@@ -30,13 +30,28 @@ class Constraint:
     hi: Affine
 
 
+RELATIONS = {"==": lambda a, b: a == b, "<=": lambda a, b: a <= b}
+
+
 @dataclass(frozen=True)
 class EarlyReturn:
-    """if lhs == rhs: return value -- a condition on sizes only, so it is not data-dependent."""
+    """if lhs == rhs: return value (or lhs <= rhs) -- a condition on sizes only, so it is not data-dependent."""
 
     lhs: Affine
     rhs: Affine
     value: Node
+    relation: str = "=="  # "==" or "<="
+
+    def __post_init__(self) -> None:
+        if self.relation not in RELATIONS:
+            raise IRError(f"an early return's condition is lhs == rhs or lhs <= rhs, got {self.relation!r}")
+
+    def holds(self, env: Mapping[Sym, int]) -> bool:
+        return RELATIONS[self.relation](self.lhs.value(dict(env)), self.rhs.value(dict(env)))
+
+    @property
+    def condition(self) -> str:
+        return f"{self.lhs} {self.relation} {self.rhs}"
 
 
 @dataclass(frozen=True)
@@ -135,7 +150,7 @@ class Program:
 
     def active_root(self, env: Mapping[Sym, int]) -> Node:
         for e in self.early_returns:
-            if e.lhs.value(dict(env)) == e.rhs.value(dict(env)):
+            if e.holds(env):
                 return e.value
         return self.output
 
@@ -149,7 +164,7 @@ class Program:
         p = Printer()
         lines = [self.signature()]
         for e in self.early_returns:
-            lines.append(f"    if {e.lhs} == {e.rhs}: return {p.show(e.value)}")
+            lines.append(f"    if {e.condition}: return {p.show(e.value)}")
         for d in definitions(self.output):
             lines.append("    " + show_definition(p, d))
         lines.append(f"    return {p.show(self.output)}")
@@ -184,14 +199,23 @@ def _size_syms(n: Node) -> set[Sym]:
 
 def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
-            early_returns: list[tuple[Any, Any, Node]] | None = None,
+            early_returns: list[tuple[Any, ...]] | None = None,
             features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None) -> Program:
-    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
+    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x` and
+    [(N - 1 - r, "<=", 1, x)] `if N - 1 - r <= 1: return x` (the first that holds returns);
     meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to."""
     cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi))
                  for s, (lo, hi) in (sizes or {}).items())
-    early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
+    early = tuple(_early_return(e) for e in early_returns or [])
     return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}))
+
+
+def _early_return(e: tuple[Any, ...]) -> EarlyReturn:
+    if len(e) == 3:
+        return EarlyReturn(as_affine(e[0]), as_affine(e[1]), e[2])
+    if len(e) == 4 and isinstance(e[1], str):
+        return EarlyReturn(as_affine(e[0]), as_affine(e[2]), e[3], e[1])
+    raise IRError(f"an early return is (lhs, rhs, value) or (lhs, relation, rhs, value), got {e!r}")
 
 
 def keep_rate_to_k(keep_rate: float, n: int) -> int:
