@@ -206,6 +206,12 @@ def complement(idx: Node, n: Operand) -> Node:
     return node(Op.COMPLEMENT, (idx,), as_affine(n))
 
 
+def sort_indices(idx: Node, n: Operand) -> Node:
+    """idx sorted ascending (torch.sort(idx).values), for distinct indices in range(n): the indices not in the
+    complement of idx, which complement lists ascending."""
+    return complement(complement(idx, n), n)
+
+
 def kth_largest(X: Node, key: Node, r: Operand) -> Node:
     """The row of X whose key has 0-based stable descending rank r."""
     return node(Op.KTH, (X, key, lift(r)), True)
