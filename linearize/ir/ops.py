@@ -167,7 +167,7 @@ OPS: dict[Op, OpSpec] = {
                    lambda c, n, each: {"exponentials": each}, lambda xp, a: xp.exp(a)),
     # --- steps
     Op.HEAVISIDE: OpSpec("heaviside", "step", "1 if x > 0 else 0 (strict: heaviside(0) = 0)", 1, S.step,
-                         _call("heaviside"), lambda p, n: p.unary("H", n),
+                         _call("heaviside"), lambda p, n: p.unary(r"\theta", n),
                          lambda c, n, idx, env: c.sp.Heaviside(c.elem(n.src[0], idx, env), 0), flat, always,
                          lambda c, n, each: {c.comparison_kind(n): each}, lambda xp, x: xp.flag(x > 0, x),
                          "compare", (0,)),

@@ -20,7 +20,8 @@ BUILTIN: dict[str, tuple[str, str, str]] = {
     "dynamicvit-ordered": ("linearize.programs.dynamicvit", "dynamicvit_ordered",
                            "DynamicViT with the k kept tokens in index order"),
     "evit-seed": ("linearize.programs.evit_seed", "evit_seed",
-                  "the seed's hand-written EViT linearization, as written (the checker refutes it)"),
+                  "the hand derivation: EViT's hand linearization published with its verification plans, "
+                  "as written (the checker refutes it)"),
 }
 
 
@@ -29,6 +30,7 @@ class UnknownProgram(LookupError):
 
 
 def names() -> list[str]:
+    """The built-in programs' names (`linearize list`)."""
     return list(BUILTIN)
 
 
