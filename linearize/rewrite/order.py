@@ -1,6 +1,8 @@
 """Rows selected in index order -> prefix counts. With a 0/1 `keep` known per token, the kept token i goes to
-position #{kept j < i}: out[p] = sum<i < n>(delta(kept_before[i] - p) * keep[i] * X[i]). `in_index_order` builds
-that for any mask (ToMe's unmerged rows use it); the rule reads the mask off a complement of ranked indices."""
+position #{kept j < i} = kept_upto[i] - 1, where kept_upto[i] = #{kept j <= i}:
+out[p] = sum<i < n>(delta(kept_upto[i] - 1 - p) * keep[i] * X[i]). `in_index_order` builds that for any mask (ToMe's
+unmerged rows use it); the rule reads the mask off a complement of ranked indices. The count includes token i
+itself so that no prefix is an empty sum: an empty sum is a public 0, which a cost model would have to special-case."""
 
 from __future__ import annotations
 
@@ -15,14 +17,15 @@ from .engine import Context, Pass, rule
 def in_index_order(X: Node, keep: Node, count: Affine, sizes: Iterable[str] = ()) -> Node:
     """The rows X[i] with keep[i] == 1, in index order: [count, *X.shape[1:]].
 
-    `keep` [n] must be 0/1 with exactly `count` ones; kept_before[i] = sum<j < i>(keep[j]) is token i's position.
+    `keep` [n] must be 0/1 with exactly `count` ones; kept token i goes to position kept_upto[i] - 1, where
+    kept_upto[i] = sum<j < i + 1>(keep[j]).
     """
     n, names = keep.shape[0], tuple(sizes)
     i = fresh("i", 0, n, [X, keep], names)
-    j = fresh("j", 0, Affine.of(i), [X, keep], names)
-    before = define("kept_before", affine(i), sum_over(affine(j), keep[affine(j)]))
+    j = fresh("j", 0, Affine.of(i) + 1, [X, keep], names)
+    upto = define("kept_upto", affine(i), sum_over(affine(j), keep[affine(j)]))
     p = fresh("p", 0, count, [X, keep], names)
-    row = delta(before[affine(i)] - affine(p)) * keep[affine(i)] * X[affine(i)]
+    row = delta(upto[affine(i)] - affine(Affine.of(p) + 1)) * keep[affine(i)] * X[affine(i)]
     return stack_over(affine(p), sum_over(affine(i), row))
 
 
@@ -65,8 +68,8 @@ def member(idx: Node, i: Node, inside: bool, ctx: Context) -> Node:
 
 
 @rule("index-order",
-      "gather(X, complement(idx, n)) = [sum<i < n>(delta(kept_before[i] - p) * keep[i] * X[i]) for p in "
-      "range(n - len(idx))],  keep[i] = 1 - [i in idx],  kept_before[i] = sum<j < i>(keep[j])  "
+      "gather(X, complement(idx, n)) = [sum<i < n>(delta(kept_upto[i] - p - 1) * keep[i] * X[i]) for p in "
+      "range(n - len(idx))],  keep[i] = 1 - [i in idx],  kept_upto[i] = sum<j <= i>(keep[j])  "
       "(the kept token i goes to position #{kept j < i}; [i in idx] from ranks)")
 def index_order(n: Node, ctx: Context) -> Node | None:
     match n:
