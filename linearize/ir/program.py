@@ -236,10 +236,21 @@ def _early_return(e: tuple[Any, ...]) -> EarlyReturn:
     raise IRError(f"an early return is (lhs, rhs, value) or (lhs, relation, rhs, value), got {e!r}")
 
 
-def keep_rate_to_k(keep_rate: float, n: int) -> int:
-    """The official EViT conversion: left_tokens = ceil(keep_rate * (number of non-CLS tokens))."""
+ROUNDINGS = ("ceil", "floor")  # a program's meta["keep_rate"] names its official conversion; EViT's is the default
+
+
+def keep_rate_to_k(keep_rate: float, n: int, rounding: str = "ceil") -> int:
+    """The official conversion of a keep rate into k: EViT's left_tokens = ceil(keep_rate * n) (n non-CLS tokens);
+    rounding="floor" is DynamicViT's int(n * keep_rate), which keeps no token when n * keep_rate < 1 (an error)."""
+    if rounding not in ROUNDINGS:
+        raise InputError(f"keep rate rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if math.isnan(keep_rate) or not 0 < keep_rate <= 1:
         raise InputError(f"keep rate must be in (0, 1], got {keep_rate}")
     if n < 1:
         raise InputError(f"n must be >= 1, got {n}")
-    return math.ceil(keep_rate * n)
+    if rounding == "ceil":
+        return math.ceil(keep_rate * n)
+    k = int(n * keep_rate)
+    if k < 1:
+        raise InputError(f"keep rate {keep_rate} keeps no token of {n}: int({n} * {keep_rate}) = 0")
+    return k
