@@ -258,3 +258,59 @@ def test_pomt_is_per_image_where_the_official_code_is_not():
                                        ours[b], rtol=1e-12, atol=1e-12)
         changed += not np.allclose(official, ours, rtol=1e-12, atol=1e-12)
     assert changed >= 3, changed
+
+
+# --- the command line ---------------------------------------------------------------------------------------------
+def test_eval_reads_each_programs_own_inputs_and_sizes(tmp_path, capsys):
+    from linearize.cli import main
+    rng = np.random.default_rng(5)
+    cases = {"pomt": (draw("pomt", rng, 2, 10, np.float64), ["--size", "r=3"], 3),
+             "dynamicvit": (draw("dynamicvit", rng, 2, 10, np.float64), ["--keep-rate", "0.29"], 2),  # int(2.9)
+             "dynamicvit-ordered": (draw("dynamicvit-ordered", rng, 2, 10, np.float64), ["--k", "4"], 4)}
+    for name, (inputs, size_args, size) in cases.items():
+        np.savez(tmp_path / "in.npz", **inputs, unused=np.zeros(1))
+        official = {"pomt": R.pomt, "dynamicvit": R.dynamicvit, "dynamicvit-ordered": R.dynamicvit_ordered}[name]
+        want = {"reference": official(*(torch.from_numpy(a) for a in inputs.values()), size).numpy(),
+                "stable-reference": reference(name, inputs, size, True)}
+        for form in ("original", "linearized", "reference", "stable-reference"):
+            argv = ["eval", name, "--inputs", str(tmp_path / "in.npz"), "--out", str(tmp_path / "out.npz"),
+                    *size_args, "--form", form]
+            assert main(argv) == 0
+            said = capsys.readouterr().out
+            assert f"({size_name(name)} = {size})" in said, said
+            with np.load(tmp_path / "out.npz") as f:
+                np.testing.assert_allclose(f["out"], want.get(form, want["stable-reference"]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["pomt", "--keep-rate", "0.5"], "pomt takes no k"),
+    (["pomt"], "pomt needs the size r: pass --size r=VALUE"),
+    (["pomt", "--size", "q=2"], "takes no size q"),
+    (["pomt", "--size", "r=11"], "r out of range"),
+    (["pomt", "--size", "r=two"], "NAME=INTEGER"),
+    (["dynamicvit", "--k", "2", "--size", "k=3"], "size k is given twice"),
+    (["dynamicvit", "--keep-rate", "0.05"], "keeps no token of 10"),  # int(10 * 0.05) = 0; EViT's ceil keeps 1
+    (["dynamicvit"], "--k K or --keep-rate R"),
+])
+def test_eval_refuses_sizes_a_program_does_not_take(tmp_path, capsys, argv, fragment):
+    from linearize.cli import main
+    rng = np.random.default_rng(6)
+    np.savez(tmp_path / "in.npz", **draw("pomt", rng, 1, 10, np.float64), score=rng.normal(size=(1, 10)))
+    status = main(["eval", argv[0], "--inputs", str(tmp_path / "in.npz"), "--out", str(tmp_path / "o.npz"),
+                   *argv[1:], "--form", "linearized"])
+    err = capsys.readouterr().err
+    assert status == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_eval_reference_warns_when_ties_decide_the_selection(tmp_path, capsys):
+    from linearize.cli import main
+    rng = np.random.default_rng(8)
+    for name, size_args in (("dynamicvit", ["--k", "3"]), ("pomt", ["--size", "r=2"])):
+        np.savez(tmp_path / "in.npz", **draw(name, rng, 2, 8, np.float64, tied=2))
+        argv = ["eval", name, "--inputs", str(tmp_path / "in.npz"), "--out", str(tmp_path / "o.npz"), *size_args]
+        assert main([*argv, "--form", "reference"]) == 0
+        err = capsys.readouterr().err
+        assert err.startswith("linearize: warning: tied scores") and "torch.argsort" in err, err
+        assert main([*argv, "--form", "stable-reference"]) == 0 and capsys.readouterr().err == ""
+        np.savez(tmp_path / "in.npz", **draw(name, rng, 2, 8, np.float64))
+        assert main([*argv, "--form", "reference"]) == 0 and capsys.readouterr().err == ""

@@ -33,17 +33,23 @@ def program_in_form(prog: Program, form: str) -> Program:
     raise ValueError(f"form {form!r} is not a program")
 
 
+def _references() -> dict[str, dict[str, Callable[..., Any]]]:
+    """Every torch reference by name: EViT's and Top-K's (x, attn, k), POMT's (x, attn, v, r), DynamicViT's
+    (x, score, k); each takes the program's inputs, then its sizes, in the order of the program's signature."""
+    from ..verify.reference import DYNAMICVIT_REFERENCES, POMT_REFERENCES, REFERENCES
+    return {**REFERENCES, **POMT_REFERENCES, **DYNAMICVIT_REFERENCES}
+
+
 def reference_name(prog: Program) -> str | None:
     """The torch reference a program is compared with: its meta's "reference" (evit-seed -> evit), else its
     own name; None when there is no such reference."""
-    from ..verify.reference import REFERENCES
     name = prog.meta.get("reference", prog.name) if prog.meta else prog.name
-    return name if name in REFERENCES else None
+    return name if name in _references() else None
 
 
 def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
-    from ..verify.reference import REFERENCES
     from . import UsageError
-    if name not in REFERENCES:
-        raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(REFERENCES)}")
-    return REFERENCES[name][variant]
+    refs = _references()
+    if name not in refs:
+        raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(refs)}")
+    return refs[name][variant]
