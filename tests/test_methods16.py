@@ -314,3 +314,21 @@ def test_eval_reference_warns_when_ties_decide_the_selection(tmp_path, capsys):
         assert main([*argv, "--form", "stable-reference"]) == 0 and capsys.readouterr().err == ""
         np.savez(tmp_path / "in.npz", **draw(name, rng, 2, 8, np.float64))
         assert main([*argv, "--form", "reference"]) == 0 and capsys.readouterr().err == ""
+
+
+def test_cost_takes_each_programs_own_sizes(capsys):
+    import json
+
+    from linearize.cli import main
+    assert main(["cost", "pomt", "--size", "r=16", "--size", "D=64", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["sizes"] == {"N": 196, "C": 768, "H": 12, "r": 16, "D": 64}
+    assert data["exponentials"] == 197 and data["rank_tests"] == 196 * (196 - 16)
+    assert main(["cost", "dynamicvit", "--k", "137"]) == 0
+    out = capsys.readouterr().out
+    assert "at N = 196, k = 137, C = 768:" in out and "exponentials" not in out and "returns early" not in out
+    assert main(["cost", "evit", "--k", "196"]) == 0 and "(k == N returns early" in capsys.readouterr().out
+    for argv, fragment in [(["pomt"], "pomt needs the size"), (["pomt", "--size", "r=300", "--size", "D=4"],
+                                                               "r out of range"),
+                           (["dynamicvit", "--size", "r=3"], "has no size r"), (["pomt", "--size", "N=3"], "--n")]:
+        assert main(["cost", *argv]) == 2 and fragment in capsys.readouterr().err, argv

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .forms import FORMS, FORMS_HELP
+from .forms import FORMS, FORMS_HELP, size_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument("--keep-rate", type=float, metavar="R",
                       help="k from a keep rate, as the program's official code computes it: ceil(R * N) for EViT "
                            "and Top-K, int(R * N) (a floor) for DynamicViT")
-    parser.add_argument("--size", action="append", default=[], type=_size, metavar="NAME=VALUE",
+    parser.add_argument("--size", action="append", default=[], type=size_arg, metavar="NAME=VALUE",
                         help="any other size the program takes, e.g. --size r=4 for POMT (repeat for more)")
     parser.add_argument("--form", choices=FORMS, required=True, help=FORMS_HELP)
     parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
@@ -39,13 +39,6 @@ def _threads(text: str) -> int | str:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be auto or a positive integer, got {text!r}")
     return int(text)
-
-
-def _size(text: str) -> tuple[str, int]:
-    name, eq, value = text.partition("=")
-    if not eq or not name.isidentifier() or not value.lstrip("-").isdigit():
-        raise argparse.ArgumentTypeError(f"must be NAME=INTEGER, e.g. r=4, got {text!r}")
-    return name, int(value)
 
 
 def given_sizes(prog: Any, args: argparse.Namespace, inputs: dict) -> dict[str, int]:

@@ -19,6 +19,21 @@ PIPELINE_HELP = ("the rewrite passes: default; shared, one comparison per pair o
                  "tie-break as in the hand derivation published with EViT (wrong on ties, kept to show why)")
 
 
+def size_arg(text: str) -> tuple[str, int]:
+    """argparse type for --size NAME=VALUE."""
+    import argparse
+    name, eq, value = text.partition("=")
+    if not eq or not name.isidentifier() or not value.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"must be NAME=INTEGER, e.g. r=4, got {text!r}")
+    return name, int(value)
+
+
+def size_syms(prog: Program) -> dict[str, Any]:
+    """The program's sizes by name (those of its inputs' shapes and those it is given), as Syms."""
+    syms = {s.name: s for n in prog.inputs for d in n.arg[1] for s in d.syms}
+    return {**syms, **{c.size.name: c.size for c in prog.constraints}}
+
+
 def pipeline(name: str) -> tuple:
     from ..rewrite.pipelines import PIPELINES
     return PIPELINES[name]
