@@ -94,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     from .ir import IRError
     from .ir.program import InputError
     from .programs import UnknownProgram
+    from .rewrite.engine import LinearizeError
     try:
         args = build_parser().parse_args(argv)
         return int(importlib.import_module(f"linearize.commands.{args.command}").run(args))
-    except (UsageError, InputError, IRError, UnknownProgram) as e:
+    except (UsageError, InputError, IRError, UnknownProgram, LinearizeError) as e:
         print(f"linearize: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

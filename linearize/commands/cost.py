@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         result = cost(form)
     except CostError as e:
         raise UsageError(str(e)) from None
-    data = describe(result, sizes)
+    data = describe(result, sizes)  # program_sizes gave every size the program has a value
     data["pipeline"] = None if form is prog else args.pipeline
     if args.json:
         print(json.dumps(data, indent=2))

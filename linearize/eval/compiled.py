@@ -115,6 +115,7 @@ class Compiled:
         """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
         arrays, given, _ = self._check(kwargs)
         env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
+        self.program.check_reductions(env)
         return env, arrays, next(iter(arrays.values())).dtype
 
     def plan(self, **kwargs: Any) -> Plan:
@@ -125,6 +126,7 @@ class Compiled:
         plan = self._plans.get(key)
         if plan is None:  # new sizes: bind them (which checks them), then plan
             env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
+            self.program.check_reductions(env)
             first = next(iter(arrays.values()))
             plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES if self.fast else (),
                            generic).plan(
@@ -151,6 +153,8 @@ class Compiled:
             arrays, given, key = self._check(kwargs)
             plan = self._plans.get(key)
             if plan is None:
+                if any(0 in a.shape for a in arrays.values()):  # an empty batch or channel axis: nothing to plan,
+                    return self._evaluate(kwargs)  # the generic evaluation gives the empty result
                 plan = self._plan(arrays, given, key)
             n = self.thread_count(key) if self.threads is not None else None
             return plan.run(arrays) if n is None else on_threads(n, plan.run, arrays)

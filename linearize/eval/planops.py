@@ -125,7 +125,7 @@ def _index(P: Planner, n: Node) -> int:
                 if not pos <= p < pos + len(iaxes)]
         perm = permuter(P, [0, *(where[a] for a in axes), *rest])
         meta = Meta(axes, tuple(P.size(a) for a in axes), own, mx.batch, mx.kind, mx.finite)
-        if key == slice(0, dim) and perm is None:  # every row, in order: the same array
+        if isinstance(key, slice) and key == slice(0, dim) and perm is None:  # every row, in order: the same array
             return P.alias(xs, meta)
         if perm is None and not isinstance(key, slice | int):
             return P.emit(lambda x: x[head + (key,)], [xs], meta)
