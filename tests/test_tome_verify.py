@@ -98,6 +98,7 @@ def test_check_passes():
 def test_check_draws_ties_in_the_similarities_and_merges():
     """The draws reach merges (T >= 3, r >= 1) and tie similarities: in an argmax row and among edge weights."""
     from hypothesis import find, settings
+
     from linearize.verify.check import instances
 
     def tied(inst, where):

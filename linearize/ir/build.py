@@ -200,6 +200,11 @@ def cat(*parts: Node, axis: int = 0) -> Node:
     return node(Op.CAT, tuple(parts), axis)
 
 
+def exp(x: Operand) -> Node:
+    """e ** x, elementwise (a softmax is exp(s - amax(s)) / sum(exp(s - amax(s))))."""
+    return node(Op.EXP, (lift(x),))
+
+
 def mean(x: Node, axis: int = 0) -> Node:
     """The mean along an axis: mean(attn[:, 0, 1:], axis=0) is the head mean of the CLS attention."""
     return node(Op.MEAN, (x,), axis)
@@ -248,6 +253,10 @@ def argmax(x: Node, axis: int = 0) -> Node:
 def scatter_add(X: Node, idx: Node, Y: Node) -> Node:
     """X with row Y[m] added to row idx[m] for every m (torch's scatter_reduce(..., "sum") with include_self)."""
     return node(Op.SCATTER_ADD, (X, idx, Y))
+def sort_indices(idx: Node, n: Operand) -> Node:
+    """idx sorted ascending (torch.sort(idx).values), for distinct indices in range(n): the indices not in the
+    complement of idx, which complement lists ascending."""
+    return complement(complement(idx, n), n)
 
 
 def kth_largest(X: Node, key: Node, r: Operand) -> Node:

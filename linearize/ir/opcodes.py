@@ -18,6 +18,7 @@ class Op(enum.Enum):
     DIV = enum.auto()
     NEG = enum.auto()
     SQRT = enum.auto()
+    EXP = enum.auto()
     HEAVISIDE = enum.auto()
     DELTA = enum.auto()
     INDEX = enum.auto()

@@ -46,13 +46,28 @@ class Constraint:
     clip: bool = False
 
 
+RELATIONS = {"==": lambda a, b: a == b, "<=": lambda a, b: a <= b}
+
+
 @dataclass(frozen=True)
 class EarlyReturn:
-    """if lhs == rhs: return value -- a condition on sizes only, so it is not data-dependent."""
+    """if lhs == rhs: return value (or lhs <= rhs) -- a condition on sizes only, so it is not data-dependent."""
 
     lhs: Affine
     rhs: Affine
     value: Node | tuple[Node, ...]  # a tuple when the program has several outputs
+    relation: str = "=="  # "==" or "<="
+
+    def __post_init__(self) -> None:
+        if self.relation not in RELATIONS:
+            raise IRError(f"an early return's condition is lhs == rhs or lhs <= rhs, got {self.relation!r}")
+
+    def holds(self, env: Mapping[Sym, int]) -> bool:
+        return RELATIONS[self.relation](self.lhs.value(dict(env)), self.rhs.value(dict(env)))
+
+    @property
+    def condition(self) -> str:
+        return f"{self.lhs} {self.relation} {self.rhs}"
 
     @property
     def values(self) -> tuple[Node, ...]:
@@ -225,7 +240,7 @@ class Program:
         """What the program returns at these sizes: the output, or an early return's value (a tuple of nodes for
         a program with several outputs)."""
         for e in self.early_returns:
-            if e.lhs.value(dict(env)) == e.rhs.value(dict(env)):
+            if e.holds(env):
                 return e.value
         return self.output
 
@@ -258,7 +273,7 @@ class Program:
         p = Printer()
         lines = [self.signature()]
         for e in self.early_returns:
-            lines.append(f"    if {e.lhs} == {e.rhs}: return {show_output(p, e.value)}")
+            lines.append(f"    if {e.condition}: return {show_output(p, e.value)}")
         seen: set[Node] = set()
         for o in self.outputs:
             for d in definitions(o):
@@ -311,11 +326,12 @@ def _size_syms(n: Node, derived: bool = False) -> set[Sym]:
 
 def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Output, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
-            early_returns: list[tuple[Any, Any, Output]] | None = None,
+            early_returns: list[tuple[Any, ...]] | None = None,
             features: tuple[str, ...] | None = None, doc: str = "", meta: Mapping[str, Any] | None = None,
             roles: Mapping[str, str] | None = None, clip: tuple[Node, ...] = (),
             requires: Mapping[str, str] | None = None) -> Program:
-    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
+    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x` and
+    [(N - 1 - r, "<=", 1, x)] `if N - 1 - r <= 1: return x` (the first that holds returns);
     meta={"reference": "topk"} names the reference a hand-written or renamed program answers to;
     roles={"x": "feature", "score": "score", "v": "value"} says what each input is (default: x is the feature,
     every other input a score); the features default to the inputs whose role is feature. A tuple output,
@@ -331,17 +347,36 @@ def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Output, *,
                  for s, (lo, hi) in (sizes or {}).items())
     if clipped - {as_affine(s) for s in (sizes or {})}:
         raise IRError(f"program {name}: clip names a size without a range in sizes=")
-    early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
+    early = tuple(_early_return(e) for e in early_returns or [])
     output = tuple(output) if isinstance(output, list | tuple) else output
     early = tuple(replace(e, value=tuple(e.value)) if isinstance(e.value, list) else e for e in early)
     return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}), roles,
                    tuple((requires or {}).items()))
 
 
-def keep_rate_to_k(keep_rate: float, n: int) -> int:
-    """The official EViT conversion: left_tokens = ceil(keep_rate * (number of non-CLS tokens))."""
+def _early_return(e: tuple[Any, ...]) -> EarlyReturn:
+    if len(e) == 3:
+        return EarlyReturn(as_affine(e[0]), as_affine(e[1]), e[2])
+    if len(e) == 4 and isinstance(e[1], str):
+        return EarlyReturn(as_affine(e[0]), as_affine(e[2]), e[3], e[1])
+    raise IRError(f"an early return is (lhs, rhs, value) or (lhs, relation, rhs, value), got {e!r}")
+
+
+ROUNDINGS = ("ceil", "floor")  # a program's meta["keep_rate"] names its official conversion; EViT's is the default
+
+
+def keep_rate_to_k(keep_rate: float, n: int, rounding: str = "ceil") -> int:
+    """The official conversion of a keep rate into k: EViT's left_tokens = ceil(keep_rate * n) (n non-CLS tokens);
+    rounding="floor" is DynamicViT's int(n * keep_rate), which keeps no token when n * keep_rate < 1 (an error)."""
+    if rounding not in ROUNDINGS:
+        raise InputError(f"keep rate rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if math.isnan(keep_rate) or not 0 < keep_rate <= 1:
         raise InputError(f"keep rate must be in (0, 1], got {keep_rate}")
     if n < 1:
         raise InputError(f"n must be >= 1, got {n}")
-    return math.ceil(keep_rate * n)
+    if rounding == "ceil":
+        return math.ceil(keep_rate * n)
+    k = int(n * keep_rate)
+    if k < 1:
+        raise InputError(f"keep rate {keep_rate} keeps no token of {n}: int({n} * {keep_rate}) = 0")
+    return k

@@ -7,7 +7,7 @@ class_token=True)` then `merge_wavg(merge, x, size)` (facebookresearch/ToMe, tom
     scores[..., 0, :] = -math.inf                      # here: the CLS row is left out of the scores instead
     node_max, node_idx = scores.max(dim=-1)
     edge_idx = node_max.argsort(dim=-1, descending=True)[..., None]
-    unm_idx = edge_idx[..., r:, :]                     # sorted, with a class token: the complement of src_idx
+    unm_idx = edge_idx[..., r:, :]                     # sorted back to index order, with a class token
     src_idx = edge_idx[..., :r, :]
     dst_idx = node_idx[..., None].gather(dim=-2, index=src_idx)
     merge(y) = cat(y_even[unm_idx], y_odd.scatter_reduce(dst_idx, y_even[src_idx], "sum"))
@@ -16,8 +16,9 @@ class_token=True)` then `merge_wavg(merge, x, size)` (facebookresearch/ToMe, tom
 The -inf of the CLS row only keeps the class token out of the merge: it is the unique smallest edge weight, so it
 is never among the r merged and sorts first among the unmerged. Here the scores have one row per non-CLS even row,
 and the class token is the first output row unconditionally (no computation with infinities). `unm_idx` sorted is
-the complement of `src_idx` in index order, since `edge_idx` is a permutation. r is clipped to (T - 1) // 2, the
-number of non-CLS even rows; r == 0 returns (x, size) unchanged.
+`torch.sort(edge_idx[r:])`, written `sort_indices(edge_idx[r:], A)` (the complement of the complement: the
+indices in ascending order). r is clipped to (T - 1) // 2, the number of non-CLS even rows; r == 0 returns (x,
+size) unchanged.
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ from __future__ import annotations
 from ..ir.build import (
     amax,
     argmax,
+    argsort,
     cat,
-    complement,
     define,
     gather,
     index,
     scatter_add,
     sizes,
+    sort_indices,
     sqrt,
     stack_over,
     sum_over,
     tensor,
-    topk,
 )
 from ..ir.nodes import Node
 from ..ir.program import Program, program
@@ -56,8 +57,9 @@ def tome() -> Program:
     scores = define("scores", i, stack_over(j, sum_over(e, a[i + 1, e] * b[j, e])))  # [A, B] a[1:] @ b^T: no CLS
     node_max = define("node_max", amax(scores, axis=1))  # [A] each even row's best similarity
     node_idx = argmax(scores, axis=1)  # [A] and its first most similar odd row
-    src_idx = topk(node_max, r)  # [r] the even rows that merge: argsort(node_max, descending=True)[:r]
-    unm_idx = complement(src_idx, A)  # [A - r] the others, in index order
+    edge_idx = argsort(node_max, descending=True)  # [A]
+    unm_idx = sort_indices(edge_idx[r:], A)  # [A - r] the even rows that stay, sorted back to index order
+    src_idx = edge_idx[:r]  # [r] the even rows that merge
     dst_idx = gather(node_idx, src_idx)  # [r] the odd row each merges into
 
     def merge(y: Node) -> Node:

@@ -1,12 +1,12 @@
-"""Merging (ToMe) -> masked sums: a scatter-add is a sum over the sources masked by where each lands, the first
-maximal index along an axis is the least index among the maximal entries, and the unselected rows in index order
-are the rows whose position is the count of unselected rows before them."""
+"""Merging (ToMe) -> masked sums: a scatter-add is a sum over the sources masked by where each lands, and the first
+maximal index along an axis is the least index among the maximal entries. (ToMe's unmerged rows, put back in
+index order, go through the index-order pass, order.py.)"""
 
 from __future__ import annotations
 
 from ..ir import OPS, Affine, Node, Op, Sym, affine, node
 from ..ir.algebra import fresh
-from ..ir.build import amax, define, delta, heaviside, rank_of, stack_over, sum_over
+from ..ir.build import amax, define, delta, stack_over
 from .engine import Context, Pass, rule
 
 
@@ -66,34 +66,5 @@ def argmax_first(n: Node, ctx: Context) -> Node | None:
     return define("first_max", -amax(_stack(axes, -pushed), a))
 
 
-def _head(idx: Node) -> tuple[Node, Affine] | None:
-    """(key, k) when idx lists the k largest keys: topk(key, k)."""
-    if idx.op is Op.TOPK:
-        return idx.src[0], idx.arg
-    return None
-
-
-@rule("complement-gather",
-      "gather(A, complement(topk(key, k), n)) = [sum<i < n>(kept[i] * delta(sum<j < i>(kept[j]) - u) * A[i]) "
-      "for u < n - k],  kept[i] = heaviside(rank(key)[i] - k + 1)  (kept token i goes to position #{kept j < i})")
-def complement_gather(n: Node, ctx: Context) -> Node | None:
-    match n:
-        case Node(op=Op.GATHER, src=(A, Node(op=Op.COMPLEMENT, src=(sel,), arg=total))) if _head(sel):
-            key, k = _head(sel)  # type: ignore[misc]
-            if total != key.shape[0] or A.shape[0] != total:
-                return None
-            i = fresh("i", 0, total, [A])
-            rank = rank_of(key, descending=True)
-            kept = define("kept", i, heaviside(rank[affine(i)] - affine(k - 1)))
-            j = fresh("j", 0, Affine.of(i), [A])
-            position = define("position", i, sum_over(affine(j), kept[affine(j)]))
-            u = fresh("u", 0, total - k, [A])
-            hit = kept[affine(i)] * delta(position[affine(i)] - affine(u))
-            return stack_over(u, sum_over(affine(i), hit * node(Op.INDEX, (A, affine(i)), 0)))
-    return None
-
-
 MERGE = Pass("merge", (scatter_add,), "a scatter-add becomes a sum over the sources, masked by where each lands")
-ORDER = Pass("index-order", (complement_gather,),
-             "the unselected rows in index order: each goes to the position that counts the unselected rows before it")
 ARGMAX = Pass("argmax", (argmax_first,), "the first maximal index is the least index among the maximal entries")

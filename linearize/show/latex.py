@@ -227,7 +227,9 @@ def _program_lines(p: Program, printer: LatexPrinter, title: str) -> list[str]:
     def show(value: Node | tuple[Node, ...]) -> str:  # several outputs: a tuple
         return r"\left(" + r",\ ".join(printer.show(v) for v in value) + r"\right)" if multi else printer.show(value)
     for e in p.early_returns:
-        lines.append(rf"{out} &= {show(e.value)} && \text{{if }} {affine_latex(e.lhs)} = {affine_latex(e.rhs)}")
+        rel = "=" if e.relation == "==" else r"\le"
+        cond = f"{affine_latex(e.lhs)} {rel} {affine_latex(e.rhs)}"
+        lines.append(rf"{out} &= {show(e.value)} && \text{{if }} {cond}")
     lines.append(f"{out} &= {show(p.output)}" + (r" && \text{otherwise}" if p.early_returns else ""))
     return lines
 

@@ -13,7 +13,8 @@ set of entries. What counts as what:
 - rank test: heaviside or delta of an integer count (a rank, made of comparisons) against an index expression;
 - multiplication: `*` and `/`, and the 1/L of a mean;
 - addition: `+` and `-`, a sum of L terms (L - 1 additions; none when its range is empty), a mean over L (L - 1);
-- square root: `sqrt` (ToMe's L2 norms).
+- square root: `sqrt` (ToMe's L2 norms), one per element;
+- exponential: `exp` (a softmax's numerator), one per element.
 Index arithmetic (sizes, index variables) is free: it is known before any data is. The k == N early return is
 not counted (it does nothing).
 """
@@ -30,7 +31,8 @@ from ..ir import OPS, Affine, Node, Op, Sym, bound
 from ..ir.algebra import nonneg
 from ..ir.program import Program
 
-COUNTS = ("comparisons", "rank_tests", "multiplications", "additions", "square_roots")
+COUNTS = ("comparisons", "rank_tests", "multiplications", "additions", "exponentials", "square_roots")
+OPTIONAL = ("exponentials", "square_roots")  # the CLI prints these only when a program has any
 
 
 class CostError(ValueError):
@@ -45,7 +47,7 @@ class Cost:
 
     def at(self, **sizes: int) -> dict[str, int]:
         """The counts at the given sizes (every size the formulas use)."""
-        env = {self.sizes[name]: value for name, value in sizes.items() if name in self.sizes}
+        env = {self.sizes[name]: sp.Integer(value) for name, value in sizes.items() if name in self.sizes}
         out = {}
         for name, f in self.formulas.items():
             value = sp.sympify(f.xreplace(env))  # a lone size T becomes a Python int
