@@ -163,3 +163,49 @@ def test_cost_formulas_agree_with_counts_by_hand():
             assert got["comparisons"] == a * (b - 1) + a * b + a * (b - 1) + a * (a - 1) // 2, (t, r)
             assert got["rank_tests"] == 2 * a + a * (a - r) + a * b, (t, r)
             assert got["square_roots"] == t
+
+
+# --- the command line -----------------------------------------------------------------------------------------
+def cli(*args: str, cwd=None):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "linearize", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_cli_check_prove_and_cost():
+    res = cli("check", "tome", "--examples", "60")
+    assert res.returncode == 0 and "tome: ok, 60 examples" in res.stdout, res.stderr
+    res = cli("prove", "tome", "--max-n", "5")
+    assert res.returncode == 0 and "proved for n <= 5" in res.stdout and "235 regions" in res.stdout, res.stderr
+    res = cli("cost", "tome", "--size", "T=197", "--size", "c=64", "--size", "r=16", "--c", "384")
+    assert res.returncode == 0 and "square_roots" in res.stdout and "33,369" in res.stdout, res.stderr
+
+
+def test_cli_eval_forms_agree_and_bad_inputs_exit_2(tmp_path):
+    rng = np.random.default_rng(0)
+    x, metric, size = rng.normal(size=(2, 9, 4)), rng.normal(size=(2, 9, 3)), rng.integers(1, 4, (2, 9, 1)) * 1.0
+    np.savez(tmp_path / "in.npz", x=x, metric=metric, size=size)
+    outs = {}
+    for form in ("linearized", "original", "reference", "stable-reference"):
+        res = cli("eval", "tome", "--inputs", "in.npz", "--out", f"{form}.npz", "--size", "r=3", "--form", form,
+                  cwd=tmp_path)
+        assert res.returncode == 0 and "out_0 [2, 6, 4]" in res.stdout and "out_1 [2, 6, 1]" in res.stdout, res.stderr
+        with np.load(tmp_path / f"{form}.npz") as data:
+            outs[form] = (data["out_0"], data["out_1"])
+    for form, (gx, gs) in outs.items():
+        np.testing.assert_allclose(gx, outs["reference"][0], rtol=1e-12, atol=1e-12, err_msg=form)
+        np.testing.assert_array_equal(gs, outs["reference"][1])
+    zero = metric.copy()
+    zero[1, 4] = 0.0
+    bad = {"zero-norm": dict(x=x, metric=zero, size=size), "size": dict(x=x, metric=metric, size=-size),
+           "nan": dict(x=np.where(x > 1, np.nan, x), metric=metric, size=size)}
+    for name, arrays in bad.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        res = cli("eval", "tome", "--inputs", f"{name}.npz", "--out", "o.npz", "--size", "r=1", "--form",
+                  "linearized", cwd=tmp_path)
+        assert res.returncode == 2 and res.stderr.startswith("linearize: error:") and res.stderr.count("\n") == 1
+    res = cli("eval", "tome", "--inputs", "in.npz", "--out", "o.npz", "--size", "r=-1", "--form", "linearized",
+              cwd=tmp_path)
+    assert res.returncode == 2 and "r out of range" in res.stderr
+    assert not (tmp_path / "o.npz").exists()

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=".npz with the program's inputs by name, batched (x: [B, N+1, C], attn: [B, H, N+1, N+1]; "
                              "POMT's v: [B, H, N+1, D]; DynamicViT's score: [B, N])")
     parser.add_argument("--out", required=True, metavar="OUT.npz",
-                        help="the .npz file to write, holding `out` (.npz is appended to a name without it)")
+                        help="the .npz file to write, holding `out` (out_0, out_1, ... for several outputs; .npz is "
+                             "appended to a name without it)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--k", type=int, help="the number of tokens kept, 1 <= k <= N")
     size.add_argument("--keep-rate", type=float, metavar="R",
@@ -135,8 +136,21 @@ def _reference(prog: Any, form: str, inputs: dict, sizes: dict[str, int]) -> Any
                   f"keeps them in {call}'s order, which is arbitrary; --form stable-reference ranks the lower "
                   "token index first, as the linearized form does", file=sys.stderr)
     what = "the official code" if form == "reference" else "a stable sort"
-    out = fn(*tensors.values(), *(sizes[s] for s in prog.given_sizes)).numpy()
-    return out, f"linearize.reference.{fn.__name__} (torch, {what})"
+    out = fn(*tensors.values(), *(sizes[s] for s in prog.given_sizes))
+    return _numpy(out), f"linearize.reference.{fn.__name__} (torch, {what})"
+
+
+def _numpy(out: Any) -> Any:
+    """An output as numpy: an array, or a tuple of them (a program with several outputs, ToMe's x and size)."""
+    import numpy as np
+    if isinstance(out, tuple):
+        return tuple(_numpy(o) for o in out)
+    return out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+
+
+def _named(out: Any) -> dict[str, Any]:
+    """What the .npz holds: `out`, or `out_0`, `out_1`, ... for several outputs, in the program's order."""
+    return {f"out_{i}": o for i, o in enumerate(out)} if isinstance(out, tuple) else {"out": out}
 
 
 def output_name(path: str) -> str:
@@ -165,14 +179,15 @@ def run(args: argparse.Namespace) -> int:
     if args.form in REFERENCE_FORMS:
         out, how = _reference(prog, args.form, inputs, sizes)
     else:
-        out = compile(program_in_form(prog, args.form), args.backend, threads=args.threads)(**inputs, **sizes)
-        out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+        out = _numpy(compile(program_in_form(prog, args.form), args.backend, threads=args.threads)(**inputs, **sizes))
         how = f"the {args.form} form on {args.backend}"
     path = output_name(args.out)
+    named = _named(out)
     try:
-        np.savez(path, out=out)
+        np.savez(path, **named)
     except OSError as e:
         raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
     given = ", ".join(f"{name} = {value}" for name, value in sizes.items())
-    print(f"wrote {path}: out {list(out.shape)} {out.dtype} ({given}), {how}")
+    arrays = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in named.items())
+    print(f"wrote {path}: {arrays} ({given}), {how}")
     return 0
