@@ -80,7 +80,7 @@ def export_onnx(module: Any, path: str, *, example_inputs: tuple[Any, ...] | Non
     else:
         batch = torch.export.Dim("batch")
         kwargs = {"dynamo": True, "input_names": names, "output_names": output_names,
-                  "dynamic_shapes": {name: {0: batch} for name in names}}
+                  "dynamic_shapes": tuple({0: batch} for _ in names)}
         if opset is not None:
             kwargs["opset_version"] = opset
     was_training = module.training
