@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+from .commands import UsageError
+
 # name -> one-line help; the module linearize.commands.<name> implements it
 COMMANDS: dict[str, str] = {
     "list": "list the built-in programs",
@@ -22,10 +24,6 @@ COMMANDS: dict[str, str] = {
     "cost": "count comparisons, rank tests, multiplications and additions",
     "export": "write the linearized program as an ONNX model made only of data-oblivious ops",
 }
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def _commands() -> dict[str, str]:
@@ -49,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .ir.nodes import IRError
+    from .ir import IRError
     from .ir.program import InputError
     from .programs import UnknownProgram
     try:

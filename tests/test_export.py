@@ -23,7 +23,7 @@ from linearize.rewrite.pipelines import PIPELINES
 ALLOWED_ATEN = {"aten._to_copy", "aten.add", "aten.sub", "aten.mul", "aten.div", "aten.neg", "aten.gt", "aten.eq",
                 "aten.sum", "aten.mean", "aten.bmm", "aten.mm", "aten.permute", "aten.view", "aten.reshape",
                 "aten.unsqueeze", "aten.squeeze", "aten.slice", "aten.cat", "aten.expand", "aten.clone",
-                "aten._unsafe_view", "aten.alias", "aten.detach", "aten.movedim"}
+                "aten._unsafe_view", "aten.alias", "aten.detach", "aten.movedim", "aten.amax"}
 
 
 class RecordOps(TorchDispatchMode):
@@ -109,10 +109,21 @@ def _custom_programs() -> list[tuple[L.Program, dict[str, int]]]:
     prog = L.program("custom", [x, s], out, sizes={k: (1, N)})
     j2 = L.index("j", N)
     pair = L.program("pair", [s], L.stack_over(i, L.sum_over(j2, L.heaviside(s[i] - s[j2]) * s[j2])) / 3.0)
-    return [(prog, {"N": 7, "C": 3, "k": 2}), (prog, {"N": 1, "C": 2, "k": 1}), (pair, {"N": 6})]
+    return [(prog, {"N": 7, "C": 3, "k": 2}), (prog, {"N": 1, "C": 2, "k": 1}), (pair, {"N": 6}),
+            (max_heads(), {"N": 5, "C": 2, "H": 3})]
 
 
-@pytest.mark.parametrize("case", range(3))
+def max_heads() -> L.Program:
+    """POMT-like: heads combined by their maximum (amax, a reduction from the op table), then a weighted sum."""
+    N, C, H = L.sizes("N C H")
+    x, attn = L.tensor("x", N + 1, C), L.tensor("attn", H, N + 1, N + 1)
+    score = L.define("score", L.amax(attn[:, 0, 1:], axis=0))
+    i, j = L.index("i", N), L.index("j", N)
+    above = L.define("above", i, L.sum_over(j, L.heaviside(score[j] - score[i])))
+    return L.program("max_heads", [x, attn], L.sum_over(i, L.delta(above[i]) * x[i + 1])[None])
+
+
+@pytest.mark.parametrize("case", range(4))
 def test_custom_programs_equal_the_generic_evaluator(case):
     prog, sizes = _custom_programs()[case]
     m = to_module(prog, **sizes, dtype=torch.float64)
@@ -125,10 +136,11 @@ def test_custom_programs_equal_the_generic_evaluator(case):
 
 
 # --- what the module runs ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["evit", "topk"])
+@pytest.mark.parametrize("name", ["evit", "topk", "max_heads"])
 @pytest.mark.parametrize("n,k,b", [(16, 11, 1), (16, 11, 4), (49, 20, 2), (16, 16, 3)])
 def test_forward_runs_only_oblivious_aten_ops(name, n, k, b):
-    m = to_module(linearized(name), N=n, k=k, C=4, H=2, validate=False)
+    prog, sizes = (max_heads(), {}) if name == "max_heads" else (linearized(name), {"k": k})
+    m = to_module(prog, N=n, C=4, H=2, validate=False, **sizes)
     x, attn = inputs(b, n, 4, 2, 0)
     with RecordOps() as rec:
         m(x, attn)

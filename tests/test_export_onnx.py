@@ -110,3 +110,15 @@ def test_cli_unknown_program_and_missing_folder(tmp_path, capsys):
     assert main(["export", "evit", "--onnx", str(tmp_path / "no" / "m.onnx"), "--n", "4", "--k", "2"]) == 2
     err = capsys.readouterr().err
     assert "unknown program" in err and "no such directory" in err
+
+
+def test_a_reduction_from_the_op_table_exports(tmp_path):
+    """amax (POMT combines heads with it) is generated from its op-table entry and written as ReduceMax."""
+    from test_export import max_heads
+    module = L.to_module(max_heads(), N=6, C=4, H=3)
+    model = export_onnx(module, str(tmp_path / "m.onnx"))
+    assert "ReduceMax" in op_types(model) and not forbidden_ops(model)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for b in (1, 3):
+        x, attn = _inputs(b, 6, 4, 3, b)
+        torch.testing.assert_close(_run(session, x, attn), module(x, attn))

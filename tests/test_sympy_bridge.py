@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import linearize as L
 from linearize.cli import main
-from linearize.show.sympy_bridge import derivation_latex, program_latex, sympy_latex, to_sympy
+from linearize.show.latex import derivation_latex, program_latex
+from linearize.show.sympy_bridge import sympy_latex, to_sympy
 
 LINEARIZED = {name: L.linearize(L.programs.get(name)) for name in ("evit", "topk")}
 

@@ -34,11 +34,11 @@ def reproduce(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..ir.form import is_linearized
     from ..programs import get
     from ..rewrite import linearize
     from ..verify.check import check
+    from . import UsageError
     from .forms import reference_name
 
     if args.examples < 1:

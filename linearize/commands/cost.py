@@ -18,11 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..ir.form import is_linearized
     from ..programs import get
     from ..rewrite import linearize
     from ..verify.cost import COUNTS, CostError, cost, describe
+    from . import UsageError
 
     if args.k is None and args.n >= 1:
         from ..ir.program import keep_rate_to_k

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(d.dumps())
     elif args.format == "latex":
-        from ..show.sympy_bridge import derivation_latex
+        from ..show.latex import derivation_latex
         print(derivation_latex(d))
     else:
         print(d)

@@ -23,7 +23,7 @@ def load_npz(path: str) -> dict:
 
     import numpy as np
 
-    from ..cli import UsageError
+    from . import UsageError
     try:
         if os.path.exists(path) and not zipfile.is_zipfile(path):  # np.load would read an .npy, or try a pickle
             raise UsageError(f"{path} is not an .npz file (np.savez writes one)")
@@ -38,10 +38,10 @@ def load_npz(path: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..cli import UsageError
     from ..eval.compiled import compile
     from ..ir.program import InputError, keep_rate_to_k
     from ..programs import get
+    from . import UsageError
     from .forms import program_in_form, reference_fn, reference_name
 
     prog = get(args.program)

@@ -22,10 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from ..cli import UsageError
     from ..ir.form import is_linearized
     from ..programs import get
     from ..rewrite import linearize
+    from . import UsageError
 
     try:
         import onnx

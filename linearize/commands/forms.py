@@ -37,8 +37,8 @@ def reference_name(prog: Program) -> str | None:
 
 
 def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
-    from ..cli import UsageError
     from ..verify.reference import REFERENCES
+    from . import UsageError
     if name not in REFERENCES:
         raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(REFERENCES)}")
     return REFERENCES[name][variant]

@@ -27,9 +27,9 @@ def _bar(settled: int, total: int, n: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..programs import get
     from ..verify.prove import ProveError, prove
+    from . import UsageError
 
     if not 1 <= args.max_n <= 9:
         raise UsageError(f"--max-n must be between 1 and 9, got {args.max_n}")

@@ -1,5 +1,5 @@
-"""Backend tables: for each array library, the elementwise ops by IR op and the few array primitives
-the evaluator's structural ops need. torch is imported only when its backend is asked for."""
+"""Backend tables: for each array library, the array primitives the op table's implementations and the
+evaluator's structural ops call. torch is imported only when its backend is asked for."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.nodes import Op
-
 
 @dataclass(frozen=True)
 class Backend:
     name: str
-    ops: dict[Op, Callable[..., Any]]  # elementwise: ADD, SUB, MUL, DIV, NEG, HEAVISIDE, DELTA
+    flag: Callable[[Any, Any], Any]  # (boolean mask, like) -> 0/1 in like's float dtype (float64 for integer like)
     asarray: Callable[[Any, Any], Any]  # (value, dtype) -> array
     arange: Callable[[int, int], Any]  # int64
     to_dtype: Callable[[Any, Any], Any]
     sum: Callable[[Any, int], Any]
     mean: Callable[..., Any]  # (a, axis, divisor=None) -> the mean along axis; a divisor only for float32/64
+    amax: Callable[[Any, int], Any]  # the largest value along an axis
     where: Callable[[Any, Any, Any], Any]
     concat: Callable[[list[Any], int], Any]
     moveaxis: Callable[[Any, int, int], Any]
@@ -127,16 +126,13 @@ def _np_scatter_rows(Y: np.ndarray, t: np.ndarray, R: int) -> np.ndarray:
 
 NUMPY = Backend(
     name="numpy",
-    ops={
-        Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply, Op.DIV: np.true_divide, Op.NEG: np.negative,
-        Op.HEAVISIDE: lambda x: (x > 0).astype(x.dtype if x.dtype.kind == "f" else np.float64),
-        Op.DELTA: lambda x: (x == 0).astype(x.dtype if x.dtype.kind == "f" else np.float64),
-    },
+    flag=lambda mask, like: mask.astype(like.dtype if like.dtype.kind == "f" else np.float64),
     asarray=lambda v, dtype: np.asarray(v, dtype=dtype),
     arange=lambda lo, hi: np.arange(lo, hi, dtype=np.int64),
     to_dtype=lambda a, dtype: a.astype(dtype, copy=False),
     sum=lambda a, axis: a.sum(axis=axis),
     mean=lambda a, axis, d=None: a.mean(axis) if d is None else np.add.reduce(a, axis) / d,  # see torch's
+    amax=lambda a, axis: a.max(axis),
     where=np.where,
     concat=lambda parts, axis: np.concatenate(parts, axis=axis),
     moveaxis=np.moveaxis,
@@ -163,12 +159,6 @@ NUMPY = Backend(
 
 def _torch_backend() -> Backend:
     import torch
-
-    def heaviside(x: Any) -> Any:
-        return (x > 0).to(x.dtype if x.is_floating_point() else torch.float64)
-
-    def delta(x: Any) -> Any:
-        return (x == 0).to(x.dtype if x.is_floating_point() else torch.float64)
 
     def convert(x: Any) -> Any:
         if isinstance(x, torch.Tensor):
@@ -256,14 +246,14 @@ def _torch_backend() -> Backend:
 
     return Backend(
         name="torch",
-        ops={Op.ADD: torch.add, Op.SUB: torch.sub, Op.MUL: torch.mul, Op.DIV: torch.true_divide,
-             Op.NEG: torch.neg, Op.HEAVISIDE: heaviside, Op.DELTA: delta},
+        flag=lambda mask, like: mask.to(like.dtype if like.is_floating_point() else torch.float64),
         asarray=lambda v, dtype: torch.as_tensor(v, dtype=as_dtype(dtype)),
         arange=lambda lo, hi: torch.arange(lo, hi, dtype=torch.int64),
         to_dtype=lambda a, dtype: a.to(as_dtype(dtype)),
         sum=lambda a, axis: a.sum(dim=axis),
         # for float32/64 (and a divisor prepared as a 0-dim tensor, not converted per call) mean is this
         mean=lambda a, axis, d=None: a.mean(dim=axis) if d is None else a.sum(dim=axis).div_(d),
+        amax=lambda a, axis: a.amax(dim=axis),
         where=lambda m, a, b: torch.where(m, a, torch.as_tensor(b, dtype=a.dtype)),
         concat=lambda parts, axis: torch.cat(parts, dim=axis),
         moveaxis=torch.movedim,

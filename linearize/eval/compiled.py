@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..ir.nodes import Sym
+from ..ir import Sym
 from ..ir.program import InputError, Program
 from .backends import get_backend
 from .generic import Evaluation, Val
 from .plan import Plan
 from .planner import Planner
+from .planops import generic
+from .strategies import STRATEGIES
 
 __all__ = ["Compiled", "Evaluation", "Val", "compile"]
 
@@ -102,7 +104,8 @@ class Compiled:
         if plan is None:  # new sizes: bind them (which checks them), then plan
             env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
             first = next(iter(arrays.values()))
-            plan = Planner(self.backend, env, first.shape[0], first.dtype, fast=self.fast).plan(
+            plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES if self.fast else (),
+                           generic).plan(
                 self.program.active_root(env))
             if len(self._plans) >= self.cache_size:
                 self._plans.pop(next(iter(self._plans)))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..ir.nodes import Affine, Node, Op, Sym
-from ..rewrite.engine import substitute
+from ..ir import Affine, Node, Op, Sym
+from ..ir.algebra import substitute
 from .patterns import finite, plain, step_of_difference
 from .plan import Meta
 from .planner import Choice, Planner

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..ir.nodes import Affine, Node, Op, Sym, bound
+from ..ir import OPS, Affine, Node, Op, Sym, bound
 from ..ir.printing import show
 from ..ir.program import InputError
 from .backends import Backend
@@ -117,12 +117,17 @@ class Evaluation:
         return val.data
 
     def eval(self, n: Node) -> Val:
-        if n.op in self.xp.ops:
-            if n.op in (Op.NEG, Op.HEAVISIDE, Op.DELTA):
+        spec = OPS[n.op]
+        if spec.kind in ("arithmetic", "step"):  # elementwise, broadcast over the operands' index axes
+            if len(n.src) == 1:
                 v = self.value(n.src[0])
-                return Val(self.xp.ops[n.op](v.data), v.axes)
-            (a, b), axes = self.align([self.value(s) for s in n.src])
-            return Val(self.xp.ops[n.op](a, b), axes)
+                return Val(spec.impl(self.xp, v.data), v.axes)
+            arrays, axes = self.align([self.value(s) for s in n.src])
+            return Val(spec.impl(self.xp, *arrays), axes)
+        if spec.kind == "selection":
+            return _selection(self, n)
+        if spec.kind == "reduction":
+            return _reduction(self, n)
         return _STRUCTURAL[n.op](self, n)
 
     def value(self, n: Node) -> Val:
@@ -210,63 +215,30 @@ def _cat(ev: Evaluation, n: Node) -> Val:
     return Val(ev.xp.concat(full, pos), axes)
 
 
-def _mean(ev: Evaluation, n: Node) -> Val:
+def _reduction(ev: Evaluation, n: Node) -> Val:
     x = ev.memo[n.src[0]]
-    return Val(ev.xp.mean(x.data, 1 + len(x.axes) + n.arg), x.axes)
+    return Val(OPS[n.op].impl(ev.xp, x.data, 1 + len(x.axes) + OPS[n.op].axis(n)), x.axes)
 
 
-def _rows(ev: Evaluation, X: Any, idx: Any) -> Any:
-    """X[b, idx[b, m]] for every batch b: X (B, n, *rest), idx (B, m) -> (B, m, *rest)."""
-    shaped = idx.reshape(idx.shape + (1,) * (X.ndim - 2))
-    return ev.xp.take_along(X, shaped, 1)
-
-
-def _argsort(ev: Evaluation, n: Node) -> Val:
-    return Val(ev.xp.argsort(ev.memo[n.src[0]].data, n.arg), ())
-
-
-def _rank(ev: Evaluation, n: Node) -> Val:
-    perm = ev.xp.argsort(ev.memo[n.src[0]].data, n.arg)
-    # the rank of token i is its position in the stable order: invert the permutation
-    return Val(ev.xp.to_dtype(ev.xp.argsort(perm, False), ev.dtype), ())
-
-
-def _sort_by_key(ev: Evaluation, n: Node) -> Val:
-    perm = ev.xp.argsort(ev.memo[n.src[1]].data, n.arg)
-    return Val(_rows(ev, ev.memo[n.src[0]].data, perm), ())
-
-
-def _topk(ev: Evaluation, n: Node) -> Val:
-    return Val(ev.xp.argsort(ev.memo[n.src[0]].data, True)[:, :n.arg.value(ev.env)], ())
-
-
-def _gather(ev: Evaluation, n: Node) -> Val:
-    return Val(_rows(ev, ev.memo[n.src[0]].data, ev.memo[n.src[1]].data), ())
-
-
-def _complement(ev: Evaluation, n: Node) -> Val:
-    idx = ev.memo[n.src[0]].data
-    total = n.arg.value(ev.env)
-    # sort a 0/1 "selected" flag stably: the unselected indices come first, in ascending order
-    selected = (ev.xp.arange(0, total).reshape(1, 1, total) == idx[:, :, None]).sum(1)
-    return Val(ev.xp.argsort(selected, False)[:, : total - idx.shape[1]], ())
-
-
-def _kth(ev: Evaluation, n: Node) -> Val:
-    X, key = ev.memo[n.src[0]].data, ev.memo[n.src[1]].data
-    r = n.src[2].arg
-    ev.check_range(r, key.shape[1], n)
-    ranks = ev.affine(r)
-    perm = ev.xp.argsort(key, n.arg)
-    flat = ranks.data.reshape(-1)
-    rows = _rows(ev, X, perm[:, flat])
-    return Val(rows.reshape((rows.shape[0], *ranks.data.shape[1:], *X.shape[2:])), ranks.axes)
+def _selection(ev: Evaluation, n: Node) -> Val:
+    """A data-dependent op on whole (batched) operands; an index-expression operand (kth's rank) arrives as a flat
+    index array, and the result takes its axes."""
+    spec, arrays, at = OPS[n.op], [], None
+    for s in n.src:
+        if s.op is Op.AFFINE:
+            ev.check_range(s.arg, ev.memo[n.src[1]].data.shape[1], n)
+            at = ev.affine(s.arg)
+            arrays.append(at.data.reshape(-1))
+        else:
+            arrays.append(ev.memo[s].data)
+    out = spec.impl(ev.xp, n, ev.env, *arrays)
+    if at is None:
+        return Val(out, ())
+    return Val(out.reshape((out.shape[0], *at.data.shape[1:], *out.shape[2:])), at.axes)
 
 
 _STRUCTURAL: dict[Op, Callable[[Evaluation, Node], Val]] = {
     Op.INPUT: _input, Op.CONST: _const, Op.AFFINE: lambda ev, n: ev.affine(n.arg),
     Op.INDEX: Evaluation.index, Op.SLICE: _slice, Op.CAT: _cat,
     Op.SUM: Evaluation.binder, Op.STACK: Evaluation.binder, Op.DEF: lambda ev, n: ev.memo[n.src[0]],
-    Op.MEAN: _mean, Op.ARGSORT: _argsort, Op.RANK: _rank, Op.SORT_BY_KEY: _sort_by_key, Op.TOPK: _topk,
-    Op.GATHER: _gather, Op.COMPLEMENT: _complement, Op.KTH: _kth,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir.nodes import Node, Op, Sym
+from ..ir import Node, Op, Sym
 from .planner import Planner
 
 MANTISSA = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ir.nodes import Node, Sym
+from ..ir import Node, Sym
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ gets a `Meta`, its static layout -- a leading batch axis (B, or 1 for a value th
 inputs), one axis per free index variable, then the node's own shape -- and a step computing it from its
 operands. A node is first offered to the strategies (strategies.py), which recognize contractions and
 comparison counts and plan them without their generic intermediates; a node no strategy takes is planned
-generically (planops.py), computing what the evaluator in evaluate.py computes. Steps whose operands are
+generically (planops.py), computing what the generic evaluator (generic.py) computes. Steps whose operands are
 all known while planning (index arrays, masks, constants) are computed then, once.
 
 The result is a `Plan` (plan.py), which runs the steps and nothing else.
@@ -13,24 +13,29 @@ The result is a `Plan` (plan.py), which runs the steps and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..ir.nodes import Affine, Node, Op, Sym
+from ..ir import Affine, Node, Op, Sym
 from .backends import Backend
 from .generic import affine_array, check_index_range, sort_axes, widest_range
 from .plan import Meta, Plan, Step, reshaper
 
 # a strategy's or the generic planner's answer for a node: the operands to plan first, then the builder
 Choice = tuple[list[Node], Callable[["Planner"], int]]
+Strategy = Callable[["Planner", Node], "Choice | None"]
 
 
 class Planner:
     """Builds the Plan of one root at concrete sizes: `Planner(...).plan(root)`."""
 
-    def __init__(self, backend: Backend, env: Mapping[Sym, int], batch: int, dtype: Any, fast: bool = True):
-        self.xp, self.env, self.batch, self.dtype, self.fast = backend, dict(env), batch, dtype, fast
+    def __init__(self, backend: Backend, env: Mapping[Sym, int], batch: int, dtype: Any,
+                 strategies: Sequence[tuple[str, Strategy]], generic: Callable[[Node], Choice]):
+        """`strategies` are tried in order on each node (strategies.py); `generic` plans a node none takes
+        (planops.py). They are passed in because they build on this class."""
+        self.xp, self.env, self.batch, self.dtype = backend, dict(env), batch, dtype
+        self.strategies, self.generic = strategies, generic
         self.slots: dict[Node, int] = {}
         self.metas: list[Meta] = []
         self.home: list[int] = []  # the runtime slot holding each slot's array (itself, or the one it aliases)
@@ -174,14 +179,11 @@ class Planner:
 
     # --- planning --------------------------------------------------------------------------------------
     def choose(self, n: Node) -> tuple[str, Choice]:
-        from .planops import generic
-        if self.fast:
-            from .strategies import STRATEGIES
-            for name, match in STRATEGIES:
-                hit = match(self, n)
-                if hit is not None:
-                    return name, hit
-        return "generic", generic(n)
+        for name, match in self.strategies:
+            hit = match(self, n)
+            if hit is not None:
+                return name, hit
+        return "generic", self.generic(n)
 
     def plan(self, root: Node) -> Plan:
         chosen: dict[Node, tuple[str, Choice]] = {}

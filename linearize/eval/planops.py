@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from ..ir.nodes import UNARY, Affine, Node, Op
+from ..ir import OPS, Affine, Node, Op
 from ..ir.program import InputError
 from .einsum import lift
 from .generic import sort_axes
@@ -73,7 +73,9 @@ def _affine(P: Planner, n: Node) -> int:
 def _unary(P: Planner, n: Node) -> int:
     s = P.value(n.src[0])
     m = P.metas[s]
-    return P.emit(P.xp.ops[n.op], [s], m if n.op is Op.NEG else replace(m, kind="float", finite=True))
+    impl, xp = OPS[n.op].impl, P.xp
+    meta = replace(m, kind="float", finite=True) if OPS[n.op].kind == "step" else m
+    return P.emit(lambda a: impl(xp, a), [s], meta)
 
 
 def _binary(P: Planner, n: Node) -> int:
@@ -86,7 +88,8 @@ def _binary(P: Planner, n: Node) -> int:
     shapes, meta = broadcast(P, [P.metas[i] for i in ins])
     meta = replace(meta, finite=False)  # may overflow
     ins, (ra, rb) = P.shaped(ins, shapes)
-    return P.emit(lift(P.xp.ops[n.op], ra, rb), ins, meta)
+    impl, xp = OPS[n.op].impl, P.xp
+    return P.emit(lift(lambda a, b: impl(xp, a, b), ra, rb), ins, meta)
 
 
 # --- indexing ---------------------------------------------------------------------------------------------
@@ -191,15 +194,17 @@ def _cat(P: Planner, n: Node) -> int:
     return P.emit(cat, ins, replace(meta, own=own, kind=P.metas[ins[0]].kind))
 
 
-def _mean(P: Planner, n: Node) -> int:
+def _reduction(P: Planner, n: Node) -> int:
     xs = P.slots[n.src[0]]
     mx = P.metas[xs]
-    pos, xp = 1 + len(mx.axes) + n.arg, P.xp
+    axis = OPS[n.op].axis(n)
+    pos, xp = 1 + len(mx.axes) + axis, P.xp
     # sum, then divide by the count as an array of the dtype: the library's mean to the bit for float32/64
     # (tests/test_evaluate.py); half precision means accumulate wider, so those call the library's mean
-    d = xp.asarray(mx.own[n.arg], P.dtype) if str(P.dtype).endswith(("float32", "float64")) else None
-    own = mx.own[:n.arg] + mx.own[n.arg + 1:]
-    return P.emit(lambda x: xp.mean(x, pos, d), [xs], replace(mx, own=own, finite=False))
+    d = xp.asarray(mx.own[axis], P.dtype) if str(P.dtype).endswith(("float32", "float64")) else None
+    own = mx.own[:axis] + mx.own[axis + 1:]
+    impl = OPS[n.op].impl
+    return P.emit(lambda x: impl(xp, x, pos, d), [xs], replace(mx, own=own, finite=False))
 
 
 # --- sums and comprehensions ------------------------------------------------------------------------------
@@ -252,62 +257,41 @@ def _binder(P: Planner, n: Node) -> int:
     return P.emit(lambda a: xp.sum(body(a), pos), [bs], Meta(rest, dims, mb.own, mb.batch, mb.kind, False))
 
 
-# --- data-dependent ops (the original programs) ---------------------------------------------------------
-def _rows(xp: Any, X: Any, idx: Any) -> Any:
-    """X[b, idx[b, m]] for every batch b: X (B, n, *rest), idx (B, m) -> (B, m, *rest)."""
-    return xp.take_along(X, idx.reshape(idx.shape + (1,) * (X.ndim - 2)), 1)
-
-
-def _data_dependent(P: Planner, n: Node) -> int:
-    xp, ins = P.xp, [P.slots[s] for s in n.src]
+# --- selections: data-dependent ops (the original programs) -----------------------------------------------
+def _selection(P: Planner, n: Node) -> int:
+    """The op table's implementation on whole (batched) operands; an index-expression operand (kth's rank) is a
+    flat index array fixed while planning, and the result takes its axes."""
+    spec, xp, env = OPS[n.op], P.xp, P.env
+    ins = [P.slots[s] for s in n.src if s.op is not Op.AFFINE]
     metas = [P.metas[i] for i in ins]
     batch = max(m.batch for m in metas)
-    desc = n.arg
-    fn: Callable[..., Any]
-    kind = "int"
-    if n.op is Op.ARGSORT:
-        fn = lambda key: xp.argsort(key, desc)
-    elif n.op is Op.RANK:
-        dtype, kind = P.dtype, "float"
-        fn = lambda key: xp.to_dtype(xp.argsort(xp.argsort(key, desc), False), dtype)
-    elif n.op is Op.SORT_BY_KEY:
-        fn, kind = (lambda X, key: _rows(xp, X, xp.argsort(key, desc))), metas[0].kind
-    elif n.op is Op.TOPK:
-        k = desc.value(P.env)
-        fn = lambda key: xp.argsort(key, True)[:, :k]
-    elif n.op is Op.GATHER:
-        fn, kind = (lambda X, idx: _rows(xp, X, idx)), metas[0].kind
-    elif n.op is Op.COMPLEMENT:
-        total = desc.value(P.env)
-        ar = xp.arange(0, total).reshape(1, 1, total)
-        # sort a 0/1 "selected" flag stably: the unselected indices come first, in ascending order
-        fn = lambda idx: xp.argsort((ar == idx[:, :, None]).sum(1), False)[:, : total - idx.shape[1]]
-    else:  # KTH
-        r = n.src[2].arg
-        P.check_range(r, metas[1].own[0], n)
-        ranks, raxes = P.affine(r)
-        flat, rshape = ranks.reshape(-1), ranks.shape[1:]
-        kind = metas[0].kind
+    kind = "int" if n.dtype == "int" else metas[0].kind if spec.order == "move" else "float"
+    finite = metas[0].finite if spec.order == "move" else True
+    ranked = next((s.arg for s in n.src if s.op is Op.AFFINE), None)
+    if ranked is None:
+        return P.emit(lambda *a: spec.impl(xp, n, env, *a), ins,
+                      replace(P.layout(n, batch, kind), axes=(), dims=(), finite=finite))
+    P.check_range(ranked, metas[1].own[0], n)
+    ranks, raxes = P.affine(ranked)
+    flat, rshape = ranks.reshape(-1), ranks.shape[1:]
 
-        def fn(X: Any, key: Any, _r: Any) -> Any:
-            rows = _rows(xp, X, xp.argsort(key, desc)[:, flat])
-            return rows.reshape((rows.shape[0], *rshape, *X.shape[2:]))
-        return P.emit(fn, ins, Meta(raxes, tuple(P.size(a) for a in raxes), metas[0].own[1:], batch, kind,
-                                    metas[0].finite))
-    finite = metas[0].finite if n.op in (Op.SORT_BY_KEY, Op.GATHER) else True
-    return P.emit(fn, ins, replace(P.layout(n, batch, kind), axes=(), dims=(), finite=finite))
+    def rows(*a: Any) -> Any:
+        out = spec.impl(xp, n, env, *a, flat)
+        return out.reshape((out.shape[0], *rshape, *out.shape[2:]))
+    return P.emit(rows, ins, Meta(raxes, tuple(P.size(a) for a in raxes), metas[0].own[1:], batch, kind, finite))
 
 
 _GENERIC: dict[Op, Callable[[Planner, Node], int]] = {
     Op.INPUT: _input, Op.CONST: _const, Op.AFFINE: _affine, Op.INDEX: _index, Op.SLICE: _slice, Op.CAT: _cat,
-    Op.SUM: _binder, Op.STACK: _binder, Op.DEF: lambda P, n: P.slots[n.src[0]], Op.MEAN: _mean,
-    **{op: _unary for op in UNARY}, **{op: _binary for op in (Op.ADD, Op.SUB, Op.MUL, Op.DIV)},
-    **{op: _data_dependent for op in (Op.ARGSORT, Op.RANK, Op.SORT_BY_KEY, Op.TOPK, Op.GATHER, Op.COMPLEMENT,
-                                      Op.KTH)},
+    Op.SUM: _binder, Op.STACK: _binder, Op.DEF: lambda P, n: P.slots[n.src[0]],
 }
+# elementwise and selection ops are planned from their op-table facets, by kind
+_BY_KIND: dict[str, Callable[[Planner, Node], int]] = {"selection": _selection, "reduction": _reduction}
 
 
 def generic(n: Node) -> Choice:
     """Plan n from all its operands, as the evaluator computes it."""
-    build = _GENERIC[n.op]
+    spec = OPS[n.op]
+    build = (_unary if len(n.src) == 1 else _binary) if spec.kind in ("arithmetic", "step") else \
+        _BY_KIND.get(spec.kind) or _GENERIC[n.op]
     return list(n.src), lambda P: build(P, n)

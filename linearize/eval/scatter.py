@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir.nodes import Affine, IRError, Node, Op, bound, node
-from ..rewrite.engine import factors, product
+from ..ir import Affine, IRError, Node, Op, bound, node
+from ..ir.algebra import factors, product
 from .patterns import MANTISSA, elements, is_finite, is_float, plain, step_of_difference
 from .plan import Meta
 from .planner import Choice, Planner

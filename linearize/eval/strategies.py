@@ -30,8 +30,8 @@ from __future__ import annotations
 import operator
 import string
 
-from ..ir.nodes import IRError, Node, Op
-from ..rewrite.engine import factors, product
+from ..ir import IRError, Node, Op
+from ..ir.algebra import factors, product
 from .counting import count, stable_rank
 from .einsum import contraction, lift
 from .patterns import elements, is_finite, is_float, plain, step_of_difference

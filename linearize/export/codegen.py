@@ -21,7 +21,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..ir.nodes import DATA_DEPENDENT, Affine, IRError, Node, Op, Sym, bound
+from ..ir.nodes import Affine, IRError, Node, Op, Sym, bound
+from ..ir.ops import OPS
 from ..ir.printing import show
 from ..ir.program import InputError, Program
 
@@ -154,43 +155,47 @@ class Generator:
         return self.memo[n]
 
     def build(self, n: Node) -> Ref:
-        """n's expression (not yet assigned to a name)."""
+        """n's expression (not yet assigned to a name): leaves and structure by the handlers below, arithmetic,
+        steps and reductions by the op table's `impl` run on expressions (SourceBackend)."""
         if n in self.memo:
             return self.memo[n]
-        if n.op in DATA_DEPENDENT:
-            raise IRError(f"{n.op.name.lower()} is data-dependent and has no oblivious translation: `{show(n)}`; "
+        spec = OPS[n.op]
+        if spec.kind == "selection":
+            raise IRError(f"{spec.name} is data-dependent and has no oblivious translation: `{show(n)}`; "
                           "linearize the program first")
-        handler = _HANDLERS.get(n.op)
+        handler = _HANDLERS.get(n.op) or _KINDS.get(spec.kind)
         if handler is None:
-            raise IRError(f"no oblivious translation for {n.op.name.lower()}: `{show(n)}`")
+            raise IRError(f"no oblivious translation for {spec.name} ({spec.kind}): `{show(n)}`")
         return handler(self, n)
 
-    def elementwise(self, n: Node) -> Ref:
-        a, b = (self.value(s) for s in n.src)
-        op = {Op.ADD: "+", Op.SUB: "-", Op.MUL: "*", Op.DIV: "/"}[n.op]
-        return self.combine(a, b, op)
+    def arithmetic(self, n: Node) -> Ref:
+        """An elementwise op (arithmetic or a step): its table `impl` on the operands laid out to broadcast.
+        A step of a difference compares the two sides: heaviside(a - b) is a > b, delta(a - b) is a == b."""
+        spec = OPS[n.op]
+        difference = spec.kind == "step" and n.src[0].op is Op.SUB
+        refs = [self.value(s) for s in (n.src[0].src if difference else n.src)]
+        axes = sort_axes(a for r in refs for a in r.axes)
+        own = broadcast_own([r.own for r in refs])
+        codes = [Code(self.layout(r, axes, len(own)), r.literal) for r in refs]
+        try:
+            out = spec.impl(SOURCE, *([Difference(*codes)] if difference else codes))
+        except AttributeError as e:
+            raise IRError(f"no oblivious translation for {spec.name}: its implementation needs {e.name!r}, "
+                          "which export does not generate") from None
+        if out.literal:
+            return Ref(out.text, False, (), (), literal=True)
+        return Ref(out.text, any(r.batched for r in refs), axes, own)
 
-    def combine(self, a: Ref, b: Ref, op: str, cast: bool = False) -> Ref:
-        axes = sort_axes(a.axes + b.axes)
-        own = broadcast_own([a.own, b.own])
-        expr = f"{_atom(self.layout(a, axes, len(own)))} {op} {_atom(self.layout(b, axes, len(own)))}"
-        if a.literal and b.literal:
-            return Ref(f"float({expr})" if cast else f"({expr})", False, (), (), literal=True)
-        return Ref(f"({expr}).to(dt)" if cast else expr, a.batched or b.batched, axes, own)
-
-    def step(self, n: Node) -> Ref:
-        """heaviside(a - b) as a > b, delta(a - b) as a == b; otherwise compared with 0."""
-        op = ">" if n.op is Op.HEAVISIDE else "=="
-        arg = n.src[0]
-        if arg.op is Op.SUB:
-            a, b = (self.value(s) for s in arg.src)
-        else:
-            a, b = self.value(arg), Ref("0", False, (), (), literal=True)
-        return self.combine(a, b, op, cast=True)
-
-    def neg(self, n: Node) -> Ref:
-        a = self.value(n.src[0])
-        return Ref(f"(-{_atom(a.expr)})", a.batched, a.axes, a.own, a.literal)
+    def reduction(self, n: Node) -> Ref:
+        """A reduction along an own axis: the table's `impl` with that axis's position in the layout."""
+        spec, x = OPS[n.op], self.value(n.src[0])
+        axis = spec.axis(n)
+        try:
+            out = spec.impl(SOURCE, Code(x.expr), self.own_axis(x, axis))
+        except AttributeError as e:
+            raise IRError(f"no oblivious translation for {spec.name}: its implementation needs {e.name!r}, "
+                          "which export does not generate") from None
+        return Ref(out.text, x.batched, x.axes, x.own[:axis] + x.own[axis + 1:])
 
     def leaf(self, n: Node) -> Ref:
         if n.op is Op.INPUT:
@@ -293,11 +298,6 @@ class Generator:
         own[n.arg] = sum(p.own[n.arg] for p in parts)
         return Ref(f"torch.cat([{', '.join(exprs)}], {1 + len(axes) + n.arg})", True, axes,
                    tuple(own))
-
-    def mean(self, n: Node) -> Ref:
-        x = self.value(n.src[0])
-        return Ref(f"{_atom(x.expr)}.mean({self.own_axis(x, n.arg)})", x.batched, x.axes,
-                   x.own[:n.arg] + x.own[n.arg + 1:])
 
     def stack(self, n: Node) -> Ref:
         v: Sym = n.arg
@@ -408,9 +408,105 @@ def _inline_aliases(lines: list[str]) -> list[str]:
 
 
 _HANDLERS = {
-    Op.INPUT: Generator.leaf, Op.CONST: Generator.leaf, Op.AFFINE: Generator.leaf,
-    Op.ADD: Generator.elementwise, Op.SUB: Generator.elementwise, Op.MUL: Generator.elementwise,
-    Op.DIV: Generator.elementwise, Op.NEG: Generator.neg, Op.HEAVISIDE: Generator.step, Op.DELTA: Generator.step,
-    Op.INDEX: Generator.index, Op.SLICE: Generator.slice_, Op.CAT: Generator.cat, Op.MEAN: Generator.mean,
-    Op.SUM: Generator.sum_, Op.STACK: Generator.stack,
-}
+    Op.INPUT: Generator.leaf, Op.CONST: Generator.leaf, Op.AFFINE: Generator.leaf, Op.INDEX: Generator.index,
+    Op.SLICE: Generator.slice_, Op.CAT: Generator.cat, Op.SUM: Generator.sum_, Op.STACK: Generator.stack,
+}  # leaves and structure: the calculus every layer implements itself (DEF is handled in `value`)
+_KINDS = {"arithmetic": Generator.arithmetic, "step": Generator.arithmetic, "reduction": Generator.reduction}
+
+
+class Code:
+    """A Python expression that the op table's implementations compute with, as they would with arrays."""
+
+    def __init__(self, text: str, literal: bool = False):
+        self.text, self.literal = text, literal
+
+    def _op(self, symbol: str, other: object, swap: bool = False) -> Code:
+        code = other if isinstance(other, Code) else Code(repr(other), True)
+        a, b = (code, self) if swap else (self, code)
+        return Code(f"{_atom(a.text)} {symbol} {_atom(b.text)}", a.literal and b.literal)
+
+    def __add__(self, other: object) -> Code:
+        return self._op("+", other)
+
+    def __radd__(self, other: object) -> Code:
+        return self._op("+", other, True)
+
+    def __sub__(self, other: object) -> Code:
+        return self._op("-", other)
+
+    def __rsub__(self, other: object) -> Code:
+        return self._op("-", other, True)
+
+    def __mul__(self, other: object) -> Code:
+        return self._op("*", other)
+
+    def __rmul__(self, other: object) -> Code:
+        return self._op("*", other, True)
+
+    def __truediv__(self, other: object) -> Code:
+        return self._op("/", other)
+
+    def __rtruediv__(self, other: object) -> Code:
+        return self._op("/", other, True)
+
+    def __gt__(self, other: object) -> Code:
+        return self._op(">", other)
+
+    def __lt__(self, other: object) -> Code:
+        return self._op("<", other)
+
+    def __ge__(self, other: object) -> Code:
+        return self._op(">=", other)
+
+    def __le__(self, other: object) -> Code:
+        return self._op("<=", other)
+
+    def __eq__(self, other: object) -> Code:  # type: ignore[override]
+        return self._op("==", other)
+
+    def __ne__(self, other: object) -> Code:  # type: ignore[override]
+        return self._op("!=", other)
+
+    def __neg__(self) -> Code:
+        return Code(f"(-{_atom(self.text)})", self.literal)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Difference(Code):
+    """a - b, which a step compares with 0 as a against b: for finite floats the same test, one op fewer."""
+
+    def __init__(self, a: Code, b: Code):
+        super().__init__(f"{_atom(a.text)} - {_atom(b.text)}", a.literal and b.literal)
+        self.a, self.b = a, b
+
+    def _op(self, symbol: str, other: object, swap: bool = False) -> Code:
+        if symbol in (">", "<", ">=", "<=", "==", "!=") and type(other) in (int, float) and other == 0:
+            return self.a._op(symbol, self.b, swap)
+        return Code(self.text, self.literal)._op(symbol, other, swap)
+
+
+class SourceBackend:
+    """The backend primitives (eval/backends.py's names) that the op table's arithmetic, step and reduction
+    implementations call, writing code instead of computing."""
+
+    name = "source"
+
+    @staticmethod
+    def flag(mask: Code, like: Code) -> Code:
+        return Code(f"float({mask.text})", True) if mask.literal else Code(f"({mask.text}).to(dt)")
+
+    @staticmethod
+    def sum(x: Code, axis: int) -> Code:
+        return Code(f"{_atom(x.text)}.sum({axis})")
+
+    @staticmethod
+    def mean(x: Code, axis: int, divisor: object = None) -> Code:
+        return Code(f"{_atom(x.text)}.mean({axis})")
+
+    @staticmethod
+    def amax(x: Code, axis: int) -> Code:
+        return Code(f"{_atom(x.text)}.amax({axis})")
+
+
+SOURCE = SourceBackend()

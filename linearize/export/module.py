@@ -15,7 +15,8 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from ..ir.nodes import DATA_DEPENDENT, IRError, Sym
+from ..ir.nodes import IRError, Sym
+from ..ir.ops import SELECTIONS
 from ..ir.program import InputError, Program
 from .codegen import Generator, identifier
 
@@ -112,7 +113,7 @@ def resolve_sizes(program: Program, static_sizes: Mapping[str, Any]) -> dict[Sym
 
 def module_source(program: Program, **static_sizes: int) -> tuple[str, str]:
     """The generated module's Python source and its class name."""
-    dependent = sorted({n.op.name.lower() for r in program.roots() for n in r.toposort() if n.op in DATA_DEPENDENT})
+    dependent = sorted({n.op.name.lower() for r in program.roots() for n in r.toposort() if n.op in SELECTIONS})
     if dependent:
         raise IRError(f"program {program.name} uses {', '.join(dependent)}, which are data-dependent: "
                       "pass linearize(program).result (linearize.to_module does this)")

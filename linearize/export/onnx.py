@@ -1,7 +1,8 @@
 """ONNX export of a module from to_module(), with the batch axis dynamic, and the check of its node types.
 
 `ALLOWED` is the documented allow-list for an exported selection: arithmetic and comparisons, casts,
-reductions, matrix products (MatMul, Einsum), static slicing and reshapes, concatenation. `DATA_DEPENDENT`
+reductions (sum, mean, max as a value), matrix products (MatMul, Einsum), static slicing and reshapes,
+concatenation. `DATA_DEPENDENT`
 lists the ONNX ops whose work or memory access depends on the values (sorting, top-k, indexing by a tensor,
 scatter, control flow); a graph of a whole model (a ViT with its Conv, LayerNormalization, Softmax) is
 checked against that list instead. torch.onnx (the torch.export-based exporter) writes the static slices of
@@ -21,7 +22,7 @@ ALLOWED: frozenset[str] = frozenset({
     "Add", "Sub", "Mul", "Div", "Neg", "Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual", "Not", "And",
     "Or", "Cast", "CastLike",
     # reductions and products
-    "ReduceSum", "ReduceMean", "MatMul", "Einsum",
+    "ReduceSum", "ReduceMean", "ReduceMax", "MatMul", "Einsum",
     # static layout: slices with constant bounds, singleton axes, transposes, reshapes, concatenation
     "Slice", "Squeeze", "Unsqueeze", "Transpose", "Reshape", "Expand", "Concat", "Constant", "Identity",
 })

@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
-from .nodes import Affine, IRError, Node, Op, Sym, affine, node
+from .affine import Affine, IRError, Sym
+from .nodes import Node, affine, node
+from .opcodes import Op
+from .printing import show
 
 Operand = Node | int | float
 
@@ -31,7 +34,6 @@ def as_affine(x: Operand | Affine) -> Affine:
         return x
     n = lift(x)
     if n.op is not Op.AFFINE:
-        from .printing import show
         raise IRError(f"expected an index expression (affine in sizes and index variables), got `{show(n)}`")
     return n.arg
 
@@ -62,8 +64,7 @@ def _getitem(x: Node, key: object) -> Node:
     out = x
     for item in items:
         if axis >= len(out.shape):
-            from .printing import show
-            raise IRError(f"too many indices {key!r} for `{show(x)}` of rank {len(x.shape)}")
+                raise IRError(f"too many indices {key!r} for `{show(x)}` of rank {len(x.shape)}")
         if isinstance(item, slice):
             if item.step not in (None, 1):
                 raise IRError(f"slices with a step are not supported: {item}")
@@ -142,7 +143,6 @@ def sum_over(i: Node, body: Operand) -> Node:
     """sum<i>(body): the sum of body over the index variable's range."""
     body, var = lift(body), _var(i)
     if var not in body.free:  # almost always a typo, like sum<j>(key[i]) for sum<j>(key[j])
-        from .printing import show
         raise IRError(f"sum over {var.name} of `{show(body)}`, which does not use {var.name}")
     return node(Op.SUM, (body,), var)
 
@@ -164,6 +164,11 @@ def cat(*parts: Node, axis: int = 0) -> Node:
 
 def mean(x: Node, axis: int = 0) -> Node:
     return node(Op.MEAN, (x,), axis)
+
+
+def amax(x: Node, axis: int = 0) -> Node:
+    """The largest value along an axis (a value: which element is largest is not used)."""
+    return node(Op.AMAX, (x,), axis)
 
 
 def argsort(key: Node, descending: bool = False) -> Node:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .affine import Affine, IRError, Sym
 from .build import as_affine
-from .nodes import Affine, IRError, Node, Op, Sym
+from .nodes import Node
+from .opcodes import Op
 from .printing import Printer, definitions, show_definition
+
+# renderers for Jupyter, installed by the package (linearize/__init__.py) so that the IR does not import show/
+LATEX: dict[str, Callable[[Any], str]] = {}
 
 
 class InputError(ValueError):
@@ -151,8 +156,7 @@ class Program:
         return "\n".join(lines)
 
     def _repr_latex_(self) -> str:
-        from ..show.sympy_bridge import program_latex
-        return program_latex(self)
+        return LATEX["program"](self)
 
 
 def _size_syms(n: Node) -> set[Sym]:

@@ -3,8 +3,8 @@ at lower indices; the seed's count of larger keys alone is a rank only when keys
 
 from __future__ import annotations
 
+from ..ir import Affine, Node, Op
 from ..ir.build import define, delta, heaviside, index, sum_over
-from ..ir.nodes import Affine, Node, Op
 from .engine import Context, Pass, rule
 
 

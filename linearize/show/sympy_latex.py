@@ -8,7 +8,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..ir.nodes import Affine
+from ..ir import Affine
 
 
 def name_latex(name: str) -> str:

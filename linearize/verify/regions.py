@@ -7,17 +7,17 @@ representative of the ordering and the values a separate input `v`; `degree` bou
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
+from ..ir import OPS, Affine, Node, Op, node
 from ..ir.build import mean, tensor
-from ..ir.nodes import Affine, Node, Op, node
+from ..ir.form import degree as form_degree
 from ..ir.printing import show
 from ..ir.program import Program
 
-KEEP = {Op.HEAVISIDE, Op.DELTA, Op.TOPK, Op.RANK, Op.ARGSORT, Op.COMPLEMENT}  # comparisons: read the representative
-MOVE = {Op.GATHER, Op.SORT_BY_KEY, Op.KTH}  # rows moved by comparisons: the rows are values, the order is not
+KEEP = {op for op, s in OPS.items() if s.order == "compare"}  # comparisons: read the representative
+MOVE = {op for op, s in OPS.items() if s.order == "move"}  # rows moved by comparisons: the rows are values
 
 
 class ProveError(ValueError):
@@ -80,12 +80,14 @@ def order_problems(program: Program, score: Node) -> list[str]:
     def key(n: Node) -> bool:
         return _strip(n) is score or od(n)
 
-    def position(n: Node) -> bool:  # the operands in comparison positions
-        if n.op in (Op.HEAVISIDE, Op.DELTA):
+    def position(n: Node) -> bool:  # the operands in comparison positions (the op table's `keys`)
+        spec = OPS[n.op]
+        if spec.order is None:
+            return True
+        if spec.kind == "step":
             return compared(n.src[0])
-        if n.op in (Op.TOPK, Op.RANK, Op.ARGSORT, Op.SORT_BY_KEY, Op.KTH):
-            return key(n.src[1 if n.op in (Op.SORT_BY_KEY, Op.KTH) else 0])
-        return od(n.src[1 if n.op is Op.GATHER else 0]) if n.op in (Op.GATHER, Op.COMPLEMENT) else True
+        s = n.src[spec.keys[0]]
+        return key(s) if s.dtype == "float" else od(s)  # a key's order, or indices made from one
 
     def od(n: Node) -> bool:  # order-determined: a function of the weak ordering (and of anything but the scores)
         if n not in memo:
@@ -117,9 +119,8 @@ def channel_generic(program: Program) -> bool:
     for n in (m for r in program.roots() for m in r.toposort()):
         if any(c.syms & _syms(d) for d in n.shape[:-1]) or (n.op is not Op.INPUT and c.syms & _syms(n.arg)):
             return False
-        axis = n.arg[0] if n.op is Op.SLICE else n.arg
-        if n.op in (Op.INDEX, Op.SLICE, Op.CAT, Op.MEAN) and axis == len(n.src[0].shape) - 1 \
-                and n.src[0].shape[-1] == c:
+        axis = OPS[n.op].axis
+        if axis is not None and axis(n) == len(n.src[0].shape) - 1 and n.src[0].shape[-1] == c:
             return False
     return True
 
@@ -141,11 +142,4 @@ def split(program: Program, score: Node) -> Program:
 
 def degree(root: Node, name: str) -> float:
     """The polynomial degree of root in the input `name`; inf where it reaches a comparison or a divisor."""
-    deg: dict[Node, float] = {}
-    for n in root.toposort():
-        d = [deg[s] for s in n.src]
-        deg[n] = (float(n.arg[0] == name) if n.op is Op.INPUT else d[0] + d[1] if n.op is Op.MUL
-                  else (math.inf if d[1] else d[0]) if n.op is Op.DIV
-                  else (math.inf if any(d) else 0.0) if n.op in KEEP
-                  else (math.inf if any(d[1:]) else d[0]) if n.op in MOVE else max(d, default=0.0))
-    return deg[root]
+    return form_degree(root, (name,))
