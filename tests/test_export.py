@@ -242,6 +242,7 @@ def test_torch_export_with_a_dynamic_batch(k):
         torch.testing.assert_close(exported.module()(x, attn), R.evit(x, attn, k))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")  # deprecated in torch 2.9, still in use
 def test_jit_trace_at_one_batch_size_runs_at_another():
     m = to_module(linearized("evit"), N=10, k=6, C=3, H=2)
     traced = torch.jit.trace(m, inputs(2, 10, 3, 2, 0))
