@@ -9,7 +9,7 @@ from . import programs
 from .eval.compiled import Compiled, compile
 from .ir import Affine, IRError, Node, Op, Sym
 from .ir.build import (
-                    amax,
+    amax,
     argsort,
     cat,
     complement,

@@ -8,7 +8,8 @@ node evaluator (generic.py) is the reference semantics, and stays available as `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..ir import Sym
@@ -20,7 +21,24 @@ from .planner import Planner
 from .planops import generic
 from .strategies import STRATEGIES
 
-__all__ = ["Compiled", "Evaluation", "Val", "compile"]
+__all__ = ["SMALL_CALL", "Compiled", "Evaluation", "Val", "compile", "on_threads"]
+
+# Input elements below which threads="auto" runs a torch call on one thread: at these sizes waking and joining
+# a second thread costs more than it saves, and far more on a busy host (docs/performance.md, "Threads").
+SMALL_CALL = 1 << 23
+
+
+def on_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) with torch on n intra-op threads, restored after (torch's setting is global to the process)."""
+    import torch
+    before = torch.get_num_threads()
+    if before == n:
+        return fn(*args)
+    torch.set_num_threads(n)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
 
 
 class Compiled:
@@ -32,9 +50,13 @@ class Compiled:
     """
 
     def __init__(self, program: Program, backend: str = "numpy", *, planned: bool = True, fast: bool = True,
-                 cache_size: int = 32):
+                 cache_size: int = 32, threads: int | str | None = "auto"):
+        if not (threads in ("auto", None) or (type(threads) is int and threads >= 1)):
+            raise ValueError(f"threads must be 'auto', None or a positive int, got {threads!r}")
         self.program = program
         self.backend = get_backend(backend)
+        self.threads = threads if self.backend.name == "torch" else None  # numpy: its BLAS decides
+        self._threads: dict[tuple, int | None] = {}
         self.planned, self.fast, self.cache_size = planned, fast, cache_size
         self._plans: dict[tuple, Plan] = {}
         self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
@@ -92,7 +114,7 @@ class Compiled:
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
         """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
         arrays, given, _ = self._check(kwargs)
-        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
         return env, arrays, next(iter(arrays.values())).dtype
 
     def plan(self, **kwargs: Any) -> Plan:
@@ -102,7 +124,7 @@ class Compiled:
     def _plan(self, arrays: dict[str, Any], given: dict[str, Any], key: tuple) -> Plan:
         plan = self._plans.get(key)
         if plan is None:  # new sizes: bind them (which checks them), then plan
-            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
             first = next(iter(arrays.values()))
             plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES if self.fast else (),
                            generic).plan(
@@ -112,13 +134,33 @@ class Compiled:
             self._plans[key] = plan
         return plan
 
+    def thread_count(self, key: tuple) -> int | None:
+        """torch threads for a call at these sizes (None: leave torch's setting); see `compile`."""
+        if self.threads != "auto":
+            return self.threads
+        n = self._threads.get(key)
+        if n is None and key not in self._threads:
+            if len(self._threads) >= self.cache_size:
+                self._threads.clear()
+            elements = sum(math.prod(shape) for shape in key[0])
+            n = self._threads[key] = 1 if elements < SMALL_CALL else None
+        return n
+
     def __call__(self, **kwargs: Any) -> Any:
         if self.planned:  # the plan gives its output the batch axis
             arrays, given, key = self._check(kwargs)
             plan = self._plans.get(key)
             if plan is None:
                 plan = self._plan(arrays, given, key)
-            return plan.run(arrays)
+            n = self.thread_count(key) if self.threads is not None else None
+            return plan.run(arrays) if n is None else on_threads(n, plan.run, arrays)
+        if self.threads is not None:
+            n = self.thread_count(self._check(kwargs)[2])
+            if n is not None:
+                return on_threads(n, self._evaluate, kwargs)
+        return self._evaluate(kwargs)
+
+    def _evaluate(self, kwargs: Mapping[str, Any]) -> Any:
         env, arrays, dtype = self.prepare(kwargs)
         out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
         batch = next(iter(arrays.values())).shape[0]
@@ -128,6 +170,11 @@ class Compiled:
 
 
 def compile(program: Program, backend: str = "numpy", *, planned: bool = True,  # noqa: A001 - the public name
-            fast: bool = True) -> Compiled:
-    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array."""
-    return Compiled(program, backend, planned=planned, fast=fast)
+            fast: bool = True, threads: int | str | None = "auto") -> Compiled:
+    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array.
+
+    threads (torch only): "auto" runs a call whose inputs hold fewer than SMALL_CALL (2^23) elements on one
+    thread and larger ones on torch's setting; an int runs every call on that many threads; None leaves torch's
+    setting alone. The count is set around each call and restored after (torch.set_num_threads is global).
+    """
+    return Compiled(program, backend, planned=planned, fast=fast, threads=threads)

@@ -7,6 +7,8 @@ import enum
 
 
 class Op(enum.Enum):
+    """The IR's operation codes; `linearize.ir.OPS[op]` declares what each one means (docs/ir.md)."""
+
     INPUT = enum.auto()
     CONST = enum.auto()
     AFFINE = enum.auto()

@@ -162,7 +162,7 @@ OPS: dict[Op, OpSpec] = {
                    of_operands, free, lambda xp, a: -a),
     # --- steps
     Op.HEAVISIDE: OpSpec("heaviside", "step", "1 if x > 0 else 0 (strict: heaviside(0) = 0)", 1, S.step,
-                         _call("heaviside"), lambda p, n: p.unary("H", n),
+                         _call("heaviside"), lambda p, n: p.unary(r"\theta", n),
                          lambda c, n, idx, env: c.sp.Heaviside(c.elem(n.src[0], idx, env), 0), flat, always,
                          lambda c, n, each: {c.comparison_kind(n): each}, lambda xp, x: xp.flag(x > 0, x),
                          "compare", (0,)),

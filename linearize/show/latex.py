@@ -2,9 +2,10 @@
 
 The printer mirrors printing.py op for op, so a step such as `x[1:][i] => x[i + 1]` still shows what changed
 (SymPy would print both sides as x_{i+1,c}, and would reorder terms); index arithmetic goes through SymPy's
-latex(). Notation: \\sum_{i=0}^{N-1}, H(.) for heaviside, \\delta(.) for delta, upright named definitions
-(\\mathrm{rank}_{i}), slices as x_{1{:}}, [f(r) for r in range(k)] as [f]_{r=0}^{k-1}, a cat along rows as a
-bmatrix of its blocks, data-dependent ops as \\operatorname{topk}(...), a down arrow marking descending order.
+latex(). Notation: \\sum_{i=0}^{N-1}, \\theta(.) for heaviside (not H: that is the head count), \\delta(.) for
+delta, upright named definitions (\\mathrm{rank}_{i}), slices as x_{1{:}}, [f(r) for r in range(k)] as
+[f]_{r=0}^{k-1}, a cat along rows as a bmatrix of its blocks, data-dependent ops as \\operatorname{topk}(...), a
+down arrow marking descending order.
 """
 
 from __future__ import annotations

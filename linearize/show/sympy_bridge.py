@@ -22,7 +22,7 @@ else t, u, v, w, never a name the node already uses. In detail:
 
 `SympyForm.evaluate(values)` substitutes sizes and input arrays (one instance, no batch axis), expands the sums
 with `.doit()`, and returns the node's values as a numpy array; `sympy_latex(expr)` (sympy_latex.py) prints a
-SymPy expression with H(.) for Heaviside, delta(a - b) for KroneckerDelta and upright multi-letter names.
+SymPy expression with \\theta(.) for Heaviside, delta(a - b) for KroneckerDelta and upright multi-letter names.
 """
 
 from __future__ import annotations
