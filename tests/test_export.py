@@ -221,8 +221,9 @@ def test_missing_and_unexpected_inputs(evit_module):
 @pytest.mark.parametrize("sizes,message", [
     ({"N": 8, "k": 5, "C": 3}, "needs static sizes H"),
     ({"N": 8, "k": 9, "C": 3, "H": 2}, "k out of range"),
-    ({"N": 8, "k": 0, "C": 3, "H": 2}, "positive integer"),
-    ({"N": 8, "k": 2.5, "C": 3, "H": 2}, "positive integer"),
+    ({"N": 8, "k": 0, "C": 3, "H": 2}, "k out of range"),  # a size may be 0 (ToMe's r), not out of its range
+    ({"N": 8, "k": -1, "C": 3, "H": 2}, "nonnegative integer"),
+    ({"N": 8, "k": 2.5, "C": 3, "H": 2}, "nonnegative integer"),
     ({"N": 8, "k": 5, "C": 3, "H": 2, "Q": 1}, "unknown size 'Q'"),
     ({"N": 8, "n": 8, "k": 5, "C": 3, "H": 2}, "given twice"),
 ])

@@ -10,13 +10,16 @@ from .forms import PIPELINE_HELP, PIPELINE_NAMES, pipeline
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr (linearized first unless it is)")
     parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
-    parser.add_argument("--n", type=int, required=True, help="tokens besides CLS, N (static)")
-    parser.add_argument("--k", type=int, required=True, help="tokens kept, 1 <= k <= N (static)")
+    parser.add_argument("--n", type=int, default=None, help="tokens besides CLS, N (static)")
+    parser.add_argument("--k", type=int, default=None, help="tokens kept, 1 <= k <= N (static)")
     parser.add_argument("--c", type=int, default=768, help="channels, C (static; default 768)")
     parser.add_argument("--h", type=int, default=12, help="heads, H (static; default 12)")
     parser.add_argument("--opset", type=int, default=None,
                         help="the ONNX opset, 12 or newer (default: torch.onnx's, 18 or newer)")
     parser.add_argument("--pipeline", choices=PIPELINE_NAMES, default="default", help=PIPELINE_HELP)
+    parser.add_argument("--size", action="append", default=[], metavar="NAME=VALUE",
+                        help="a static size by name, for programs with other sizes (ToMe: --size T=197 --size c=64 "
+                             "--size r=16); repeatable")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..export.module import to_module
     from ..export.onnx import ALLOWED, export_onnx, forbidden_ops, op_types
+    from .prove import _sizes
     sizes = {"N": args.n, "k": args.k, "C": args.c, "H": args.h}
-    module = to_module(form, **{name: value for name, value in sizes.items() if _has_size(form, name)})
+    sizes = {name: value for name, value in sizes.items() if value is not None and _has_size(form, name)}
+    sizes.update(_sizes(args.size))
+    module = to_module(form, **sizes)
     model = export_onnx(module, args.onnx, opset=args.opset)
     bad = forbidden_ops(model, ALLOWED)
     if bad:  # the generated code emits only allowed ops: anything else is a bug here
@@ -61,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
     worst = 0.0
     for batch in (1, 3):
         inputs = {name: torch.rand(batch, *shape, generator=gen) for name, shape in module.input_shapes.items()}
-        got = session.run(None, {name: t.numpy() for name, t in inputs.items()})[0]
-        want = module(**inputs).numpy()
-        if got.shape != want.shape:
-            raise RuntimeError(f"onnxruntime gives shape {got.shape}, torch {want.shape}")
-        worst = max(worst, float(np.abs(got - want).max()))
+        outs = session.run(None, {name: t.numpy() for name, t in inputs.items()})
+        wants = module(**inputs)
+        for got, want in zip(outs, wants if isinstance(wants, tuple) else (wants,)):  # several outputs: each
+            want = want.numpy()
+            if got.shape != want.shape:
+                raise RuntimeError(f"onnxruntime gives shape {got.shape}, torch {want.shape}")
+            worst = max(worst, float(np.abs(got - want).max(initial=0.0)))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     dims = ", ".join(f"{name} = {value}" for name, value in module.sizes.items())
     print(f"wrote {args.onnx}: {form.name} at {dims}, batch axis dynamic, opset {opset}, "

@@ -366,11 +366,15 @@ class Generator:
         return self.constant(("mask", v), f"({' & '.join(tests)})", axes, f"mask_{v.name}")
 
     # --- the whole forward ---------------------------------------------------------------------------------
-    def forward(self, root: Node) -> str:
-        out = self.value(root)
-        if out.literal or not out.batched or out.axes:
-            raise IRError(f"program {self.program.name}: the output does not depend on the inputs")
-        self.lines.append(f"return {out.expr}")
+    def forward(self, root: Node | tuple[Node, ...]) -> str:
+        """The body of forward; a tuple root (a program's several outputs) returns a tuple."""
+        exprs = []
+        for r in root if isinstance(root, tuple) else (root,):
+            out = self.value(r)
+            if out.literal or not out.batched or out.axes:
+                raise IRError(f"program {self.program.name}: the output does not depend on the inputs")
+            exprs.append(out.expr)
+        self.lines.append(f"return {'(' + ', '.join(exprs) + ')' if isinstance(root, tuple) else exprs[0]}")
         return "\n".join(_inline_aliases(self.lines))
 
 
@@ -469,6 +473,9 @@ class Code:
 
     def __neg__(self) -> Code:
         return Code(f"(-{_atom(self.text)})", self.literal)
+
+    def __pow__(self, other: object) -> Code:  # sqrt's a ** 0.5
+        return self._op("**", other)
 
     __hash__ = None  # type: ignore[assignment]
 

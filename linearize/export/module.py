@@ -39,6 +39,8 @@ class {cls}(torch.nn.Module):
 
     sizes = {sizes!r}
     input_shapes = {shapes!r}  # without the leading batch axis
+    outputs = {outputs!r}  # how many arrays forward returns (a tuple when more than one)
+    requires = {requires!r}  # conditions on values the inputs must meet (Program.requires)
 
     def __init__(self, dtype=torch.float32, validate=True):
         super().__init__()
@@ -80,6 +82,13 @@ class {cls}(torch.nn.Module):
         for n in names:
             if not bool(torch.isfinite(given[n]).all()):
                 raise ValueError(f"{{n}} contains NaN or infinite values")
+        for n, condition in self.requires:  # the program's conditions on values (ToMe: size > 0)
+            t = given[n]
+            if condition == "positive" and not bool((t > 0).all()):
+                raise ValueError(f"{{n}} must be > 0 everywhere")
+            squares = (t * t).sum(-1)
+            if condition == "normable_rows" and not bool(((squares > 0) & torch.isfinite(squares)).all()):
+                raise ValueError(f"{{n}} must have a finite nonzero L2 norm in every row")
 '''
 
 
@@ -98,8 +107,8 @@ def resolve_sizes(program: Program, static_sizes: Mapping[str, Any]) -> dict[Sym
             raise InputError(f"unknown size {key!r}: {program.name} has sizes {', '.join(sorted(by_name))}")
         if sym in env:
             raise InputError(f"size {sym.name} given twice")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"size {sym.name} must be a positive integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"size {sym.name} must be a nonnegative integer, got {value!r}")
         env[sym] = value
     missing = sorted(s.name for s in syms if s not in env)
     if missing:
@@ -107,8 +116,8 @@ def resolve_sizes(program: Program, static_sizes: Mapping[str, Any]) -> dict[Sym
                          f"(e.g. to_module(program, {', '.join(f'{m}=...' for m in missing)}))")
     shapes = {n.arg[0]: tuple(d.value(env) for d in n.arg[1]) for n in program.inputs}
     given = {c.size.name: env[c.size] for c in program.constraints}
-    program.bind_sizes(shapes, given)  # checks the ranges (1 <= k <= N) and that the shapes agree
-    return env
+    # checks the ranges (1 <= k <= N) and that the shapes agree; adds derived sizes (T // 2) and clips (ToMe's r)
+    return program.bind_sizes(shapes, given)
 
 
 def module_source(program: Program, **static_sizes: int) -> tuple[str, str]:
@@ -126,7 +135,7 @@ def module_source(program: Program, **static_sizes: int) -> tuple[str, str]:
     body = gen.forward(program.active_root(env))
     cls = identifier("".join(w.capitalize() for w in program.name.replace("-", "_").split("_")) or "Program",
                      set()) + "Oblivious"
-    sizes = {s.name: v for s, v in sorted(env.items(), key=lambda t: t[0].name)}
+    sizes = {s.name: v for s, v in sorted(env.items(), key=lambda t: t[0].name) if not s.derived}
     sizes_text = ", ".join(f"{k} = {v}" for k, v in sizes.items())
     buffers = "".join(f"        self.register_buffer({name!r}, {code}.to(dtype), persistent=False)\n"
                       for name, code in gen.buffers)
@@ -136,6 +145,7 @@ def module_source(program: Program, **static_sizes: int) -> tuple[str, str]:
                            sizes_text=sizes_text, sizes=sizes,
                            shapes={n.arg[0]: tuple(d.value(env) for d in n.arg[1]) for n in program.inputs},
                            buffers=buffers, params=", ".join(names), first=names[0],
+                           outputs=len(program.outputs), requires=tuple(program.requires),
                            body=textwrap.indent(body, " " * 8))
     return source, cls
 

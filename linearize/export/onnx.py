@@ -20,7 +20,7 @@ from typing import Any
 ALLOWED: frozenset[str] = frozenset({
     # elementwise arithmetic, comparisons and casts
     "Add", "Sub", "Mul", "Div", "Neg", "Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual", "Not", "And",
-    "Or", "Cast", "CastLike",
+    "Or", "Cast", "CastLike", "Sqrt", "Pow",
     # reductions and products
     "ReduceSum", "ReduceMean", "ReduceMax", "MatMul", "Einsum",
     # static layout: slices with constant bounds, singleton axes, transposes, reshapes, concatenation
@@ -74,7 +74,8 @@ def export_onnx(module: Any, path: str, *, example_inputs: tuple[Any, ...] | Non
             raise ValueError("example_inputs are needed for a module that does not come from to_module()")
         example_inputs = tuple(torch.rand(2, *s) for s in shapes.values())
     names = input_names or (list(shapes) if shapes else [f"input_{i}" for i in range(len(example_inputs))])
-    output_names = output_names or ["out"]
+    count = getattr(module, "outputs", 1)
+    output_names = output_names or (["out"] if count == 1 else [f"out_{i}" for i in range(count)])
     if opset is not None and opset < 18:  # torch.onnx's torch.export path starts at opset 18: the TorchScript one
         kwargs: dict[str, Any] = {"dynamo": False, "opset_version": opset, "input_names": names,
                                   "output_names": output_names, "dynamic_axes": {n: {0: "batch"} for n in names}}
