@@ -262,7 +262,7 @@ OPS: dict[Op, OpSpec] = {
                                S.scatter_add_shape, _scatter_add, "move", (1,),
                                # linear in the rows X and Y once the indices are fixed
                                lambda n, d, f: math.inf if d[1] else max(d[0], d[2]),
-                               lambda n, s: s[0] and s[2]),
+                               lambda n, s: s[0] and s[2], latex=lambda p, n: p.call(r"scatter\_add", n)),
     Op.KTH: _selection("kth", "the row of X whose key has stable rank r; arg: descending", 3, S.kth_shape, _kth,
                        "move", (1,), moved, of_operands,
                        text=lambda p, n: p.call("kth_largest" if n.arg else "kth_smallest", n),

@@ -156,7 +156,7 @@ class LatexPrinter:
         x, axis = n.src[0], OPS[n.op].axis(n)
         d = x.shape[axis]
         taken = {v.name for m in x.toposort() for v in (m.free | (m.arg.vars if m.op is Op.AFFINE else set()))}
-        name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const else "a"
+        name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const and not d.terms[0][0].derived else "a"
         while name in taken:
             name += "'"
         v = Sym(name, "var", Affine(), d)

@@ -288,7 +288,7 @@ class _Converter:
         axis, x = OPS[n.op].axis(n), n.src[0]
         d = x.shape[axis]
         size = self.affine(d, env)
-        name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const else "a"
+        name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const and not d.terms[0][0].derived else "a"
         s = self.fresh(name, idx, env)
         body = self.elem(x, (*idx[:axis], s, *idx[axis:]), env)
         if kind == "max":

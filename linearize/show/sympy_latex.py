@@ -9,13 +9,13 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..ir import Affine
+from ..ir import Affine, Sym
 
 
 def name_latex(name: str) -> str:
     """x stays x; a multi-letter name is upright, \\mathrm{cls\\_attn}; primes are kept."""
     base = name.rstrip("'")
-    if len(base) <= 1:
+    if len(base) <= 1 or base.startswith("\\lfloor"):  # a derived size, T // 2, is LaTeX already
         return name
     return r"\mathrm{" + base.replace("_", r"\_") + "}" + name[len(base):]
 
@@ -54,10 +54,16 @@ def sympy_latex(expr: sp.Basic) -> str:
     return _Latex({"mul_symbol": None}).doprint(expr)
 
 
+def _floor_latex(s: Sym) -> str:
+    """A derived size floor(u / d) as LaTeX: \\lfloor (T + 1)/2 \\rfloor."""
+    return rf"\lfloor {affine_latex(s.lo)}/{s.hi.const} \rfloor" if s.lo.is_const or len(s.lo.terms) + bool(
+        s.lo.const) == 1 else rf"\lfloor ({affine_latex(s.lo)})/{s.hi.const} \rfloor"
+
+
 def affine_latex(a: Affine) -> str:
     """An index expression through SymPy, its terms in the IR's order (sizes, variables, constant): N - k + 1."""
     sizes = {s.name for s, _ in a.terms if s.kind == "size"}  # the assumptions sympy_bridge gives them
-    terms = [c * sp.Symbol(s.name, integer=True, **({"nonnegative": True} if s.name in sizes else {}))
-             for s, c in a.terms]
+    terms = [c * sp.Symbol(_floor_latex(s) if s.derived else s.name, integer=True,
+                           **({"nonnegative": True} if s.name in sizes else {})) for s, c in a.terms]
     expr = sp.Add(*terms, *([sp.Integer(a.const)] if a.const or not terms else []), evaluate=False)
     return _Latex({"mul_symbol": None, "order": "none"}).doprint(expr)
