@@ -35,7 +35,7 @@ def _has_rendered_sum(nb) -> bool:
 def test_there_are_notebooks():
     names = [p.name for p in NOTEBOOKS]
     for name in ("01_evit_walkthrough.ipynb", "02_ties_and_the_seed.ipynb", "03_write_your_own.ipynb",
-                 "04_export_and_timm.ipynb"):
+                 "04_export_and_timm.ipynb", "05_tome.ipynb"):
         assert name in names
 
 
