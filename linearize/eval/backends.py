@@ -32,8 +32,12 @@ class Backend:
     is_float: Callable[[Any], bool]
     convert: Callable[[Any], Any]  # user input -> this library's array; ValueError("is not ...") if it can't be
     viewer: Callable[[tuple, tuple[int, ...]], Callable[[Any], Any]]  # (key, shape) -> x -> x[key], planned once
-    # the planned evaluator's kernels (see planner.py and strategies.py)
-    zeros: Callable[[tuple[int, ...], Any], Any]
+    permute: Callable[[Any, tuple[int, ...]], Any]  # (a, order) -> a with its axes in that order (a view)
+    # the strategies' kernels (strategies.py); the sort-based ones only in plans made with strategy="sort"
+    # (u [G, n], descending, below [n, n] = 1 where j < i, finite) -> [G, n]: #{j: u[j] > u[i]} + #{j < i: u[j] ==
+    # u[i]} in u's dtype (< for ascending), the generic semantics' heaviside and delta of u[j] - u[i], from one
+    # (i, j) difference matrix: on it, the clamp of sign(d) + below to [0, 1] is d > 0 where j >= i, d >= 0 where j < i
+    pair_ranks: Callable[[Any, bool, Any, bool], Any]
     einsum: Callable[..., Any]  # (spec, *operands)
     bmm: Callable[[Any, Any], Any]  # [G, m, k] @ [G, k, n] -> [G, m, n]
     count_below: Callable[[Any, Any, bool], Any]  # (a [G, n], v [G, m], inclusive) -> #{a < v} or #{a <= v}, int64
@@ -107,6 +111,15 @@ def _np_count_below(a: np.ndarray, v: np.ndarray, inclusive: bool) -> np.ndarray
     return (pos[..., n:] if inclusive else pos[..., :m]) - _np_stable_pos(v)
 
 
+def _np_pair_ranks(u: np.ndarray, descending: bool, below: np.ndarray, finite: bool) -> np.ndarray:
+    d = u[:, None, :] - u[:, :, None] if descending else u[:, :, None] - u[:, None, :]  # [g, i, j]
+    if not finite:  # a NaN difference (inf - inf) compares false both ways: count it nowhere
+        np.nan_to_num(d, copy=False, nan=-1.0, posinf=np.inf, neginf=-np.inf)
+    np.sign(d, out=d)
+    d += below
+    return np.clip(d, 0, 1, out=d).sum(2)  # in place: a fresh (B, N, N) array costs more than the arithmetic
+
+
 def _np_invert(t: np.ndarray, R: int) -> tuple[np.ndarray, np.ndarray]:
     G, n = t.shape
     flat = (np.arange(G)[:, None] * (R + 1) + t).ravel()
@@ -143,7 +156,8 @@ NUMPY = Backend(
     is_float=lambda a: a.dtype.kind == "f",
     convert=_np_convert,
     viewer=lambda key, shape: lambda x: x[key],  # numpy's basic indexing is cheap already
-    zeros=lambda shape, dtype: np.zeros(shape, dtype),
+    permute=np.transpose,
+    pair_ranks=_np_pair_ranks,
     einsum=np.einsum,
     bmm=np.matmul,
     count_below=_np_count_below,
@@ -170,8 +184,22 @@ def _torch_backend() -> Backend:
             raise ValueError(f"is not an array of numbers ({type(x).__name__})") from None
 
     def viewer(key: tuple, shape: tuple[int, ...]) -> Callable[[Any], Any]:
-        """x[key] for ints and unit-step slices. For a contiguous x (inputs usually are) one as_strided call
-        with the strides worked out now: at B=1 indexing's parsing of the key costs more than the view."""
+        """x[key] for ints and slices. For a contiguous x (inputs usually are) one as_strided call with the
+        strides worked out now (at B=1 indexing's parsing of the key costs more than the view); its offset is
+        the input's own plus a constant, never a value. torch slices step forward only: an axis read backwards
+        is flipped first (a copy)."""
+        flips = tuple(d for d, e in enumerate(key) if isinstance(e, slice) and e.indices(shape[d])[2] < 0)
+        if flips:
+            def mirror(d: int, e: Any) -> Any:
+                if d not in flips:
+                    return e
+                start, stop, step = e.indices(shape[d])
+                count = len(range(start, stop, step))
+                first = shape[d] - 1 - start
+                return slice(first, first - step * (count - 1) + 1, -step)
+            forward = viewer(tuple(mirror(d, e) for d, e in enumerate(key)), shape)
+            return lambda x: forward(x.flip(flips))
+
         def index(x: Any) -> Any:
             return x[key]
         strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
@@ -179,10 +207,10 @@ def _torch_backend() -> Backend:
         for d, e in enumerate(key):
             if isinstance(e, slice):
                 start, stop, step = e.indices(shape[d])
-                if step != 1 or stop <= start:
+                if stop <= start:
                     return index
-                size.append(stop - start)
-                stride.append(strides[d])
+                size.append(len(range(start, stop, step)))
+                stride.append(strides[d] * step)
                 delta += start * strides[d]
             else:
                 delta += (e % shape[d]) * strides[d]
@@ -209,6 +237,13 @@ def _torch_backend() -> Backend:
         new[:, 1:] = vals[:, 1:] != vals[:, :-1]
         start = torch.where(new, ar, 0).cummax(-1).values
         return torch.empty_like(order).scatter_(-1, order, ar - start)
+
+    def pair_ranks(u: Any, descending: bool, below: Any, finite: bool) -> Any:
+        u = u.detach()  # a count has no gradient (the generic heaviside is a comparison cast to the dtype)
+        d = u.unsqueeze(1) - u.unsqueeze(2) if descending else u.unsqueeze(2) - u.unsqueeze(1)  # [g, i, j]
+        if not finite:  # a NaN difference (inf - inf) compares false both ways: count it nowhere
+            d.nan_to_num_(-1.0, math.inf, -math.inf)
+        return d.sign_().add_(below).clamp_(0, 1).sum(2)  # in place: a fresh (B, N, N) tensor costs more
 
     def count_below(a: Any, v: Any, inclusive: bool) -> Any:
         ordered = torch.sort(a, dim=-1).values
@@ -263,10 +298,10 @@ def _torch_backend() -> Backend:
         is_float=lambda a: a.is_floating_point(),
         convert=convert,
         viewer=viewer,
-        zeros=lambda shape, dtype: torch.zeros(shape, dtype=as_dtype(dtype)),
+        permute=torch.permute,
+        pair_ranks=pair_ranks,
         einsum=torch.einsum,
         bmm=torch.bmm,  # much less overhead than matmul's broadcasting for small operands
-
         count_below=count_below,
         ties_before=ties_before,
         unpermute=lambda o, values: torch.empty_like(values).scatter_(-1, o, values),
@@ -278,6 +313,14 @@ def _torch_backend() -> Backend:
 
 _BACKENDS: dict[str, Callable[[], Backend]] = {"numpy": lambda: NUMPY, "torch": _torch_backend}
 _loaded: dict[str, Backend] = {}
+
+
+def permuter(xp: Backend, order: list[int]) -> Callable[[Any], Any] | None:
+    """a -> a with its axes in `order` (a view), or None when the order is the identity."""
+    if order == list(range(len(order))):
+        return None
+    perm, permute = tuple(order), xp.permute
+    return lambda a: permute(a, perm)
 
 
 def get_backend(name: str) -> Backend:

@@ -1,9 +1,14 @@
 """compile(): a program bound to a backend, planned once per size environment and called many times.
 
 The first call at new sizes (with a new batch size or dtype) plans the program (planner.py): a fixed list of
-vectorized steps, with contractions and comparison counts recognized (strategies.py) and the generic steps
-(planops.py) for the rest. Later calls at the same sizes check the inputs and run those steps. The node by
-node evaluator (generic.py) is the reference semantics, and stays available as `compile(..., planned=False)`.
+vectorized steps, with the patterns of the strategy table (strategies.py) recognized and the generic steps
+(generic.py, the one semantics) for the rest. Later calls at the same sizes check the inputs and run those steps.
+
+`strategy` chooses the kernels: "oblivious" (the default) runs only operations whose sequence and memory accesses
+do not depend on the values (elementwise arithmetic and comparisons, reductions, matrix products, static views,
+reshapes, concatenation) on a linearized program; "sort" lets the strategies sort, gather and scatter instead
+(data-dependent, and faster where N is large); "generic" runs the generic steps alone, the reference semantics
+(`planned=False` and `fast=False` are its older names).
 """
 
 from __future__ import annotations
@@ -14,26 +19,37 @@ from typing import Any
 from ..ir import Sym
 from ..ir.program import InputError, Program
 from .backends import get_backend
-from .generic import Evaluation, Val
+from .generic import generic_step
 from .plan import Plan
-from .planner import Planner
+from .planner import MODES, Planner
+from .strategies import STRATEGIES
 
-__all__ = ["Compiled", "Evaluation", "Val", "compile"]
+__all__ = ["Compiled", "compile"]
+
+
+def _mode(strategy: str, planned: bool, fast: bool) -> str:
+    if strategy not in MODES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(MODES)}")
+    if not (planned and fast):  # the older names of strategy="generic"
+        if strategy not in ("generic", "oblivious"):
+            raise ValueError(f"strategy={strategy!r} contradicts planned=False / fast=False (strategy='generic')")
+        return "generic"
+    return strategy
 
 
 class Compiled:
     """A program bound to a backend: call it with the inputs and sizes by name, f(x=..., attn=..., k=...).
 
     The first call at a new size environment (sizes, batch size, dtype) plans the program (planner.py); later
-    calls at the same sizes run the plan's steps and nothing else. `planned=False` evaluates node by node
-    with `Evaluation` instead; `fast=False` plans without the strategies (the generic steps only).
+    calls at the same sizes run the plan's steps and nothing else. `strategy` is "oblivious" (the default),
+    "sort" or "generic" (see the module's docstring); `planned=False` and `fast=False` both mean "generic".
     """
 
-    def __init__(self, program: Program, backend: str = "numpy", *, planned: bool = True, fast: bool = True,
-                 cache_size: int = 32):
+    def __init__(self, program: Program, backend: str = "numpy", *, strategy: str = "oblivious",
+                 planned: bool = True, fast: bool = True, cache_size: int = 32):
         self.program = program
         self.backend = get_backend(backend)
-        self.planned, self.fast, self.cache_size = planned, fast, cache_size
+        self.strategy, self.cache_size = _mode(strategy, planned, fast), cache_size
         self._plans: dict[tuple, Plan] = {}
         self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
         self._given = program.given_sizes
@@ -102,29 +118,27 @@ class Compiled:
         if plan is None:  # new sizes: bind them (which checks them), then plan
             env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
             first = next(iter(arrays.values()))
-            plan = Planner(self.backend, env, first.shape[0], first.dtype, fast=self.fast).plan(
-                self.program.active_root(env))
+            plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES, generic_step,
+                           self.strategy).plan(self.program.active_root(env))
             if len(self._plans) >= self.cache_size:
                 self._plans.pop(next(iter(self._plans)))
             self._plans[key] = plan
         return plan
 
     def __call__(self, **kwargs: Any) -> Any:
-        if self.planned:  # the plan gives its output the batch axis
-            arrays, given, key = self._check(kwargs)
-            plan = self._plans.get(key)
-            if plan is None:
-                plan = self._plan(arrays, given, key)
-            return plan.run(arrays)
-        env, arrays, dtype = self.prepare(kwargs)
-        out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
-        batch = next(iter(arrays.values())).shape[0]
-        if out.shape[0] != batch:
-            out = self.backend.broadcast_to(out, (batch, *out.shape[1:]))
-        return out
+        arrays, given, key = self._check(kwargs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(arrays, given, key)
+        return plan.run(arrays)  # the plan gives its output the batch axis
 
 
-def compile(program: Program, backend: str = "numpy", *, planned: bool = True,  # noqa: A001 - the public name
-            fast: bool = True) -> Compiled:
-    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array."""
-    return Compiled(program, backend, planned=planned, fast=fast)
+def compile(program: Program, backend: str = "numpy", *, strategy: str = "oblivious",  # noqa: A001 - public name
+            planned: bool = True, fast: bool = True) -> Compiled:
+    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array.
+
+    strategy: "oblivious" (default; data-oblivious operations only, for a linearized program), "sort"
+    (sorts, gathers and scatters where a pattern allows: data-dependent) or "generic" (the generic steps alone,
+    the reference semantics). planned=False and fast=False are aliases of strategy="generic".
+    """
+    return Compiled(program, backend, strategy=strategy, planned=planned, fast=fast)

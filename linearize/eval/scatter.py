@@ -7,7 +7,7 @@ from typing import Any
 
 from ..ir import Affine, IRError, Node, Op, bound, node
 from ..ir.algebra import factors, product
-from .patterns import MANTISSA, elements, is_finite, is_float, plain, step_of_difference
+from .patterns import elements, exact_below, is_finite, is_float, plain, step_of_difference
 from .plan import Meta
 from .planner import Choice, Planner
 
@@ -34,8 +34,7 @@ def scatter(P: Planner, n: Node) -> Choice | None:
     if s not in (1, -1) or not R.vars <= {i} or any(not f.free <= {i} or not is_float(f) for f in rest):
         return None
     # the evaluator casts s*r + R to the float dtype: exact only below 2**mantissa
-    mant = MANTISSA.get(str(P.dtype).replace("torch.", ""), 0)
-    if max(abs(bound(aff.arg, u).value(P.env)) for u in (False, True)) >= 2 ** mant:
+    if max(abs(bound(aff.arg, u).value(P.env)) for u in (False, True)) >= exact_below(P.dtype):
         return None
     try:
         Y = product(rest) if rest else node(Op.CONST, (), 1.0)
@@ -88,13 +87,14 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
             out = xp.where(elsewhere == 0, out, math.nan)
         return out.reshape(shape)
 
+    flat = len(shape) == 3  # Y's rows are vectors: the product has the output's shape
     order = P.orders.get(P.home[se])  # E is a stable rank, planned with the sort that inverts it
     sorted_as = P.metas[order] if order is not None else None
     if sorted_as is not None and s == 1 and R == Affine() and me.axes and sorted_as.shape == (G, ni) and \
             0 <= lo <= hi <= ni:
         P.note(G * Rn)
 
-        plain_y, flat = not (reshape_y or broadcast_y), len(shape) == 3
+        plain_y = not (reshape_y or broadcast_y)
         ranks = xp.viewer((slice(None), slice(lo, hi)), (G, ni))  # o[:, lo:hi], planned as any view is
 
         def permutation(e: Any, y: Any, o: Any) -> Any:  # row r is the row of rank r: o[r]
@@ -103,14 +103,15 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
             out = xp.rows(y if plain_y else widen_y(y), ranks(o))
             return out if flat else out.reshape(shape)
         return P.emit(permutation, [se, sy, order], meta)
-    if G * Rn * ni * F <= ONEHOT_MAX:  # small: the (r, i) delta matrix times Y, as the evaluator sums it
+    if P.oblivious or G * Rn * ni * F <= ONEHOT_MAX:  # the (r, i) delta matrix times Y, as the generic steps sum
         P.note(G * Rn * ni)
         target = xp.to_dtype(xp.arange(lo, hi).reshape(1, Rn, 1) * s + rv.reshape(1, 1, -1), dtype)  # s*r + R
         wide_e = me.batch != G or e_shape[1] != ni
 
         def onehot(e: Any, y: Any) -> Any:
             hit = xp.to_dtype(e.reshape(me.batch, 1, e_shape[1]) == target, dtype)
-            return xp.bmm(xp.broadcast_to(hit, (G, Rn, ni)) if wide_e else hit, widen_y(y)).reshape(shape)
+            out = xp.bmm(xp.broadcast_to(hit, (G, Rn, ni)) if wide_e else hit, widen_y(y))
+            return out if flat else out.reshape(shape)
         return P.emit(onehot, [se, sy], meta)
     P.note(G * (Rn + 1) * 2 + G * ni * 2)
     return P.emit(general, [se, sy], meta)
