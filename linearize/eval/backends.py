@@ -29,6 +29,7 @@ class Backend:
     clip: Callable[[Any, int, int], Any]
     int_dtype: Any
     isfinite_all: Callable[[Any], bool]
+    sums_finite: Callable[[list[Any]], bool]  # True proves every entry of every array finite (one host read)
     is_float: Callable[[Any], bool]
     convert: Callable[[Any], Any]  # user input -> this library's array; ValueError("is not ...") if it can't be
     viewer: Callable[[tuple, tuple[int, ...]], Callable[[Any], Any]]  # (key, shape) -> x -> x[key], planned once
@@ -70,11 +71,14 @@ def _np_convert(x: Any) -> np.ndarray:
     return a
 
 
+def _np_sum(a: np.ndarray) -> Any:
+    # a finite sum proves every entry finite (NaN and inf propagate) without a boolean copy of the array. Half
+    # precision sums in float32: a float16 sum overflows (and warns) past 65504, which an attention map reaches
+    return a.sum(dtype=np.float32 if a.dtype == np.float16 else None)
+
+
 def _np_finite(a: np.ndarray) -> bool:
-    # a finite sum proves every entry finite (NaN and inf propagate) without a boolean copy of the array;
-    # only a sum that overflowed needs the entrywise test. Half precision sums in float32: a float16 sum
-    # overflows (and warns) past 65504, which an ordinary attention map reaches
-    return math.isfinite(a.sum(dtype=np.float32 if a.dtype == np.float16 else None)) or bool(np.isfinite(a).all())
+    return math.isfinite(_np_sum(a)) or bool(np.isfinite(a).all())  # only an overflowed sum tests each entry
 
 
 def _np_unpermute(order: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -153,6 +157,7 @@ NUMPY = Backend(
     clip=np.clip,
     int_dtype=np.int64,
     isfinite_all=_np_finite,
+    sums_finite=lambda arrays: math.isfinite(sum(float(_np_sum(a)) for a in arrays)),  # Python floats: no warning
     is_float=lambda a: a.dtype.kind == "f",
     convert=_np_convert,
     viewer=lambda key, shape: lambda x: x[key],  # numpy's basic indexing is cheap already
@@ -230,6 +235,12 @@ def _torch_backend() -> Backend:
     def finite(a: Any) -> bool:
         return math.isfinite(a.sum().item()) or bool(torch.isfinite(a).all())
 
+    def sums_finite(arrays: list[Any]) -> bool:
+        total = arrays[0].sum()
+        for a in arrays[1:]:
+            total = total + a.sum()
+        return math.isfinite(total.item())  # the call's one read of a value on the host
+
     def ties_before(u: Any) -> Any:
         vals, order = torch.sort(u, dim=-1, stable=True)
         ar = torch.arange(u.shape[-1])
@@ -239,7 +250,8 @@ def _torch_backend() -> Backend:
         return torch.empty_like(order).scatter_(-1, order, ar - start)
 
     def pair_ranks(u: Any, descending: bool, below: Any, finite: bool) -> Any:
-        u = u.detach()  # a count has no gradient (the generic heaviside is a comparison cast to the dtype)
+        if u.requires_grad:  # a count has no gradient (the generic heaviside is a comparison cast to the dtype)
+            u = u.detach()
         d = u.unsqueeze(1) - u.unsqueeze(2) if descending else u.unsqueeze(2) - u.unsqueeze(1)  # [g, i, j]
         if not finite:  # a NaN difference (inf - inf) compares false both ways: count it nowhere
             d.nan_to_num_(-1.0, math.inf, -math.inf)
@@ -295,6 +307,7 @@ def _torch_backend() -> Backend:
         clip=lambda a, lo, hi: a.clamp(lo, hi),
         int_dtype=torch.int64,
         isfinite_all=finite,
+        sums_finite=sums_finite,
         is_float=lambda a: a.is_floating_point(),
         convert=convert,
         viewer=viewer,
