@@ -122,8 +122,8 @@ def _build_contract(P: Planner, n: Node, rest: Node, big: Node) -> int:
 
 
 STRATEGIES: tuple[Strategy, ...] = (
-    Strategy("scatter", "[sum<i>(delta(s*r + R[i] - E[i]) * Y[i]) for r in range(lo, hi)] moves row Y[i] to "
-             "position s*(E[i] - R[i]) - lo",
+    Strategy("scatter", "[sum<i>(delta(E[i] - (s*r + R[i])) * Y[i]) for r in range(lo, hi)] = D @ Y with "
+             "D[r, i] = (E[i] == s*r + R[i]): row Y[i] moves to position s*(E[i] - R[i]) - lo",
              "s = +-1; one delta factor mentions r; E and the other factors depend on i alone; |s*r + R| < "
              "2^mantissa; moving rows is smaller than the (r, i, row) product",
              "the one-hot (r, i) matrix times Y: one bmm",
