@@ -21,7 +21,8 @@ Each linearized call checks its inputs (shapes, dtypes, finiteness of x and attn
 Every output is checked against the official reference before timing: the kept rows must be equal, the fused token
 equal to 1e-5. The peak memory of one call is measured in a fresh subprocess per implementation: the rise of the
 resident set's high-water mark (VmHWM, reset through /proc/self/clear_refs) over the resident set before the call,
-after one warm-up call (so the plan is built and the libraries are loaded), and for numpy also tracemalloc's peak.
+after one warm-up call (so the plan is built and the libraries are loaded), with glibc's mmap threshold fixed at
+64 KiB so that freed blocks leave the resident set; for numpy also tracemalloc's peak.
 """
 
 from __future__ import annotations
@@ -129,7 +130,10 @@ def memory_child(config: str, impl: str) -> None:
 
 def memory(config: str, impl: str, threads: int) -> dict[str, int]:
     cmd = [sys.executable, __file__, "--threads", str(threads), "--memory-child", config, impl]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # every block of 64 KiB or more is its own mapping, returned when freed: the resident set follows what is live
+    # (glibc's default threshold rises to 32 MiB once such a block is freed, and a reused heap hides the peak)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

@@ -117,8 +117,8 @@ def _np_count_below(a: np.ndarray, v: np.ndarray, inclusive: bool) -> np.ndarray
 
 def _np_pair_ranks(u: np.ndarray, descending: bool, below: np.ndarray, finite: bool) -> np.ndarray:
     d = u[:, None, :] - u[:, :, None] if descending else u[:, :, None] - u[:, None, :]  # [g, i, j]
-    if not finite:  # a NaN difference (inf - inf) compares false both ways: count it nowhere
-        np.nan_to_num(d, copy=False, nan=-1.0, posinf=np.inf, neginf=-np.inf)
+    if not finite:  # a NaN difference (inf - inf) compares false both ways: count it nowhere (fmax drops a NaN, and
+        np.fmax(d, -1.0, out=d)  # only the sign of what is below -1 matters); nan_to_num would copy the matrix
     np.sign(d, out=d)
     d += below
     return np.clip(d, 0, 1, out=d).sum(2)  # in place: a fresh (B, N, N) array costs more than the arithmetic
