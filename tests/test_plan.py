@@ -113,11 +113,14 @@ def test_the_oblivious_plan_builds_nothing_of_rank_x_token_x_channel():
     x, attn = evit_inputs(0, B, N, C, H, np.float32, False)
     plan = L.compile(linearized("evit"), "numpy").plan(x=x, attn=attn, k=k)
     chosen = {show(n): s for n, s in plan.strategies.items()}
-    assert chosen["[sum<i < N>(delta(rank[i] - r) * x[i + 1]) for r in range(k)]"] == "scatter"
-    assert chosen["sum<i < N>(heaviside(rank[i] - k + 1) * cls_attn[i] * x[i + 1])"] == "contract"
+    assert chosen[show(linearized("evit").output)] == "rows"  # CLS, kept rows and fused token: one product
     assert chosen["num_greater[i] + sum<j < i>(delta(cls_attn[j] - cls_attn[i]))"] == "rank"
+    for inner in ("[sum<i < N>(delta(rank[i] - r) * x[i + 1]) for r in range(k)]", "x[:1]",
+                  "sum<i < N>(heaviside(rank[i] - k + 1) * cls_attn[i] * x[i + 1])"):
+        assert inner not in chosen  # never planned on its own
     assert plan.mode == "oblivious"
-    assert plan.largest == max(B * N * N, B * k * N, B * (k + 2) * C)  # the output is the largest array over C
+    # the (B, N, N) differences, the (B, k + 2, N + 1) coefficients, the output: nothing of size B * k * N * C
+    assert plan.largest == max(B * N * N, B * (k + 2) * (N + 1), B * (k + 2) * C)
     np.testing.assert_allclose(L.compile(linearized("evit"), "numpy")(x=x, attn=attn, k=k),
                                generic(linearized("evit"), x=x, attn=attn, k=k), rtol=1e-5, atol=1e-5)
 
@@ -209,7 +212,7 @@ def test_each_strategy_equals_the_generic_evaluator(name, kind, dtype, backend, 
 def test_every_strategy_states_its_math_and_condition():
     from linearize.eval.strategies import STRATEGIES
     doc = (Path(__file__).resolve().parent.parent / "docs" / "performance.md").read_text()
-    assert [s.name for s in STRATEGIES] == ["scatter", "rank", "count", "contract", "compare"]
+    assert [s.name for s in STRATEGIES] == ["rows", "scatter", "rank", "count", "contract", "compare"]
     for s in STRATEGIES:
         assert "=" in s.math and s.needs and s.oblivious and s.sort, s.name
         assert f"| `{s.name}` |" in doc, f"docs/performance.md does not list {s.name}"
@@ -238,7 +241,36 @@ NEAR_MISSES = {  # name: (the strategy that must not take the node, the node)
     "contract-nothing-saved": ("contract", L.sum_over(i, A[i] * Bk[i])),
     "compare-not-a-difference": ("compare", L.heaviside(A[i] + Bk[i])),
     "compare-index-expression": ("compare", L.heaviside(i - 2)),
+    "rows-of-two-inputs": ("rows", L.cat(X[0:1], L.sum_over(i, A[i] * L.stack_over(j, X[j] * 2.0)[i])[None])),
+    "rows-a-product-of-a-slice": ("rows", L.cat(X[0:1] * 2.0, L.sum_over(i, A[i] * X[i])[None])),
+    "rows-slices-only": ("rows", L.cat(X[0:1], X[2:4])),
+    "rows-a-sum-not-in-a-unit-axis": ("rows", L.cat(X[0:2], L.stack_over(r, L.sum_over(i, A[i] * X[i])))),
+    "rows-a-row-read-backwards": ("rows", L.cat(X[0:1], L.sum_over(i, A[i] * X[N - 1 - i])[None])),
 }
+
+
+ROWS = {  # concatenations the rows strategy takes: slices, moved rows (offsets, weights, s = -1, R over i), sums
+    "evit-like": L.cat(X[0:1], L.stack_over(r, L.sum_over(i, L.delta(ranked[i] - r) * X[i])),
+                       L.sum_over(i, L.heaviside(ranked[i] - k + 1) * A[i] * X[i])[None]),
+    "weights-and-offset": L.cat(L.stack_over(r, L.sum_over(i, L.delta(r + 1 - ranked[i]) * Bk[i] * X[i])),
+                                X[1:3], L.sum_over(i, X[i])[None]),
+    "reversed-positions": L.cat(L.stack_over(r, L.sum_over(i, L.delta(ranked[i] - (N - 1 - r)) * X[i])), X[0:1]),
+    "collisions": L.cat(X[2:3], L.stack_over(r, L.sum_over(i, L.delta(num_greater[i] - r) * X[i]))),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(ROWS))
+def test_rows_takes_a_concatenation_of_linear_maps_of_one_input(name, backend):
+    prog = L.program(name, [X, A, Bk], ROWS[name], sizes={k: (1, N)})
+    rng = np.random.default_rng(12)
+    arrays = {"x": rng.normal(size=(3, 6, 2)), "a": rng.choice([0.0, 0.5, 1.0], (3, 6)),
+              "b": rng.choice([0.0, 0.5, 2.0], (3, 6))}
+    for kk in (1, 3, 6):
+        got = run(prog, backend, **arrays, k=kk)
+        np.testing.assert_allclose(got, generic(prog, **arrays, k=kk), rtol=1e-12, atol=1e-12)
+        assert L.compile(prog, "numpy").plan(**arrays, k=kk).strategies[ROWS[name]] == "rows"
+        assert "rows" not in L.compile(prog, "numpy", strategy="sort").plan(**arrays, k=kk).strategies.values()
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -318,7 +350,8 @@ def test_mean_is_the_library_mean_to_the_bit(backend, dtype):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_sum_stacked_into_a_unit_axis_comes_out_of_its_product_in_shape(backend):
     """The fused-token pattern, sum<i>(w[i] * x[i]) put in a [1, C] axis: the product makes [1, C] itself (one
-    step fewer); the same sum used a second time keeps its own step, and both outputs stay right."""
+    step fewer); the same sum used a second time keeps its own step, and both outputs stay right. In the sort plan:
+    the oblivious plan makes the whole concatenation one product (the `rows` strategy, tested below)."""
     fused = L.sum_over(i, A[i] * X[i])
     once = L.program("once", [X, A], L.cat(X[0:1], fused[None]))
     twice = L.program("twice", [X, A], L.cat(X[0:1], fused[None], (fused * 2.0)[None]))
@@ -326,9 +359,10 @@ def test_a_sum_stacked_into_a_unit_axis_comes_out_of_its_product_in_shape(backen
     x, a = rng.normal(size=(2, 6, 3)), rng.normal(size=(2, 6))
     steps = {}
     for prog in (once, twice):
-        np.testing.assert_allclose(run(prog, backend, x=x, a=a), generic(prog, x=x, a=a), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(run(prog, backend, "sort", x=x, a=a), generic(prog, x=x, a=a), rtol=1e-12,
+                                   atol=1e-12)
         conv = {"x": torch.from_numpy(x), "a": torch.from_numpy(a)} if backend == "torch" else {"x": x, "a": a}
-        steps[prog.name] = L.compile(prog, backend).plan(**conv).steps
+        steps[prog.name] = L.compile(prog, backend, strategy="sort").plan(**conv).steps
     contract = [s for s in steps["once"] if s.strategy == "contract"]
     assert len(contract) == 1 and contract[0].out in steps["once"][-1].ins  # straight into the cat
     assert len(steps["twice"]) == len(steps["once"]) + 3  # its reshape, the product by 2 and that one's

@@ -102,7 +102,7 @@ def count(draw, scope: list[Var]):
     j, below = L.index(next(_names), n), L.index(next(_names), i.node)
     step = draw(st.sampled_from([L.heaviside, L.delta]))
     greater = L.sum_over(j, step(key[j] - key[i.node]) if draw(st.booleans()) else step(key[i.node] - key[j]))
-    kind = draw(st.sampled_from(["count", "rank", "ties"]))
+    kind = draw(st.sampled_from(["count", "rank", "rank", "ties"]))
     if kind == "rank":
         greater = greater + L.sum_over(below, L.delta(key[below] - key[i.node]))
     elif kind == "ties":
@@ -119,12 +119,26 @@ def moved_rows(draw):
     return L.stack_over(r.node, L.sum_over(i.node, L.delta(E - target) * Y))
 
 
+def weighted_sum(draw):
+    """[sum<i>(w[i] * X[i + c])] in a unit axis (the fused-token shape), or a slice of X's rows."""
+    if draw(st.booleans()):
+        a = draw(st.sampled_from([0, 1, M]))
+        return X[a:a + draw(st.sampled_from([1, M]))]
+    i = Var(draw(st.sampled_from(["all", "half"])))
+    w = scalar(draw, [i], 2) if draw(st.integers(0, 3)) else 1.0
+    return L.sum_over(i.node, w * X[i.node + draw(st.sampled_from([0, M])) if i.kind == "half" else i.node])[None]
+
+
 @st.composite
 def programs(draw):
     parts = []
     for _ in range(draw(st.integers(1, 3))):
-        if draw(st.integers(0, 3)) == 0:
+        kind = draw(st.integers(0, 5))
+        if kind == 0:
             parts.append(moved_rows(draw))
+            continue
+        if kind == 1:
+            parts.append(weighted_sum(draw))
             continue
         v = fresh(draw, [])
         row = X[draw(st.sampled_from(v.indices()))] if draw(st.booleans()) else X[at(draw, [])]
@@ -179,4 +193,4 @@ def test_the_drawn_programs_reach_every_strategy():
         prog, arrays, kk = case
         seen.update(L.compile(prog, "numpy").plan(**arrays, k=kk).strategies.values())
     prop()
-    assert {"scatter", "rank", "count", "contract", "compare", "generic"} <= seen, seen
+    assert {"rows", "scatter", "rank", "count", "contract", "compare", "generic"} <= seen, seen

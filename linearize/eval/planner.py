@@ -151,8 +151,8 @@ class Planner:
                 out.append(s)
                 fns.append(reshaper(m.shape, shape))
             else:
-                out.append(self.constant(self.consts[s].reshape(shape), Meta((), (), shape[1:], shape[0], m.kind,
-                                                                              m.finite)))
+                batch, own = (shape[0], shape[1:]) if shape else (1, ())  # a contraction's operand may be 0-d
+                out.append(self.constant(self.consts[s].reshape(shape), Meta((), (), own, batch, m.kind, m.finite)))
                 fns.append(None)
         return out, fns
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from ..ir import Affine, IRError, Node, Op, bound, node
@@ -12,8 +13,18 @@ from .plan import Meta
 from .planner import Choice, Planner
 
 
-# --- scatter ---------------------------------------------------------------------------------------------
-def scatter(P: Planner, n: Node) -> Choice | None:
+@dataclass(frozen=True)
+class Moved:
+    """[sum<i>(delta(E[i] - (s*r + R)) * rest[0] * rest[1] ...) for r]: the parts the scatter pattern reads."""
+
+    E: Node
+    rest: list[Node]
+    R: Affine  # depends on i at most
+    s: int  # +1 or -1
+
+
+def moved(P: Planner, n: Node) -> Moved | None:
+    """The scatter pattern of n, when it holds exactly (and its positions are exact in the dtype)."""
     if n.op is not Op.STACK or n.src[0].op is not Op.SUM or n.free:
         return None
     r, S = n.arg, n.src[0]
@@ -36,11 +47,19 @@ def scatter(P: Planner, n: Node) -> Choice | None:
     # the evaluator casts s*r + R to the float dtype: exact only below 2**mantissa
     if max(abs(bound(aff.arg, u).value(P.env)) for u in (False, True)) >= exact_below(P.dtype):
         return None
+    return Moved(E, rest, R, s)
+
+
+def scatter(P: Planner, n: Node) -> Choice | None:
+    m = moved(P, n)
+    if m is None:
+        return None
+    E, rest, R, s = m.E, m.rest, m.R, m.s
     try:
         Y = product(rest) if rest else node(Op.CONST, (), 1.0)
     except IRError:
         return None
-    lo, hi = P.extent(r)
+    lo, hi = P.extent(n.arg)
     if elements(P, Y) * (hi - lo) <= elements(P, n) + elements(P, E):  # nothing to save
         return None
     return [E, Y], lambda P: _build_scatter(P, n, E, Y, R, s)

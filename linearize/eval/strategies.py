@@ -30,6 +30,7 @@ from .generic import broadcast, ragged_mask
 from .patterns import elements, is_finite, is_float, plain, step_of_difference
 from .plan import Meta, chain, lift
 from .planner import Choice, Planner
+from .rows import rows
 from .scatter import scatter
 
 
@@ -122,6 +123,12 @@ def _build_contract(P: Planner, n: Node, rest: Node, big: Node) -> int:
 
 
 STRATEGIES: tuple[Strategy, ...] = (
+    Strategy("rows", "cat(Y[a:b], [sum<i>(delta(E[i] - r) * w[i] * Y[i + c]) for r], [sum<i>(w'[i] * Y[i + c'])]) "
+             "= D @ Y, D the parts' coefficient rows stacked",
+             "a concatenation along its first axis of parts that are each a slice of the same input Y's rows, rows "
+             "moved by the scatter pattern with weights, or a weighted sum of Y[i + c] in a unit axis",
+             "the (R, n) coefficient matrix and one bmm: no product per part, no copy by the concatenation",
+             "not used (moving rows by index costs less than a product)", rows),
     Strategy("scatter", "[sum<i>(delta(E[i] - (s*r + R[i])) * Y[i]) for r in range(lo, hi)] = D @ Y with "
              "D[r, i] = (E[i] == s*r + R[i]): row Y[i] moves to position s*(E[i] - R[i]) - lo",
              "s = +-1; one delta factor mentions r; E and the other factors depend on i alone; |s*r + R| < "
