@@ -11,11 +11,14 @@ from typing import Any
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr")
     parser.add_argument("--against", choices=("reference", "original"), default="reference",
-                        help="compare with the torch reference (default) or with the program's original form")
-    parser.add_argument("--examples", type=int, default=300, help="how many draws to try (default 300)")
+                        help="reference: the official torch code (its stable-sort variant on tied draws); "
+                             "original: the program as written")
+    parser.add_argument("--examples", type=int, default=300, help="how many random inputs to draw")
     parser.add_argument("--seed", type=int, default=None,
-                        help="explore other draws, reproducibly (default: hypothesis' fixed derandomized draws)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+                        help="a random seed S, to explore other draws reproducibly (default: hypothesis' fixed, "
+                             "derandomized draws)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of text, and no progress bar")
     parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
                         help="the backend that evaluates IR programs")
 
@@ -34,12 +37,13 @@ def reproduce(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
     from ..ir.form import is_linearized
     from ..programs import get
     from ..rewrite import linearize
     from ..verify.check import check
+    from . import UsageError
     from .forms import reference_name
+    from .progress import Bar, wanted
 
     if args.examples < 1:
         raise UsageError(f"--examples must be >= 1, got {args.examples}")
@@ -60,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
                          f"try `linearize check {args.program} --against reference`")
     else:
         reference, against = prog, "original"
-    result = check(candidate, reference, examples=args.examples, seed=args.seed, backend=args.backend)
+    with Bar(wanted(args), args.examples, "example", prog.name) as bar:
+        def progress(done: int, total: int, shrinking: bool) -> None:
+            bar.update(done, desc=f"{prog.name}: shrinking a counterexample" if shrinking else prog.name)
+        result = check(candidate, reference, examples=args.examples, seed=args.seed, backend=args.backend,
+                       progress=progress)
     if args.json:
         print(json.dumps({"program": prog.name, "against": args.against, **result.to_dict()}))
         return 0 if result.ok else 1

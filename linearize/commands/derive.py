@@ -7,7 +7,9 @@ from .forms import PIPELINE_HELP, PIPELINE_NAMES, pipeline
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr")
-    parser.add_argument("--format", choices=("text", "json", "latex"), default="text")
+    parser.add_argument("--format", choices=("text", "json", "latex"), default="text",
+                        help="text: linearize's notation; json: every step as a tree a program can read "
+                             "(schema in docs/cli.md); latex: an aligned chain of equations")
     parser.add_argument("--pipeline", choices=PIPELINE_NAMES, default="default", help=PIPELINE_HELP)
 
 

@@ -7,11 +7,16 @@ from typing import Any
 
 from ..ir.program import Program
 
-FORMS = ("original", "linearized", "reference")
-# the keys of linearize.passes.PIPELINES, named here so that building the parser imports no passes
+PROGRAM_FORMS = ("original", "linearized")  # forms that are IR programs
+REFERENCE_FORMS = ("reference", "stable-reference")  # forms that are torch code (linearize.reference)
+FORMS = PROGRAM_FORMS + REFERENCE_FORMS
+FORMS_HELP = ("original: the program as written (topk, gather, ...); linearized: the default pipeline's result; "
+              "reference: the official torch code, whose order of tied scores is torch.topk's; stable-reference: "
+              "the same code with a stable sort (among equal scores the lower token index ranks first)")
+# the keys of linearize.rewrite.PIPELINES, named here so that building the parser imports no passes
 PIPELINE_NAMES = ("default", "shared", "seed")
-PIPELINE_HELP = ("the rewrite passes: default; shared, with one comparison per pair of keys; seed, ranks without "
-                 "a tie-break as in the seed's hand derivation (wrong on ties)")
+PIPELINE_HELP = ("the rewrite passes: default; shared, one comparison per pair of keys; seed, ranks without a "
+                 "tie-break as in the hand derivation published with EViT (wrong on ties, kept to show why)")
 
 
 def pipeline(name: str) -> tuple:
@@ -37,8 +42,8 @@ def reference_name(prog: Program) -> str | None:
 
 
 def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
-    from ..cli import UsageError
     from ..verify.reference import REFERENCES
+    from . import UsageError
     if name not in REFERENCES:
         raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(REFERENCES)}")
     return REFERENCES[name][variant]

@@ -20,6 +20,7 @@ class Backend:
     to_dtype: Callable[[Any, Any], Any]
     sum: Callable[[Any, int], Any]
     mean: Callable[..., Any]  # (a, axis, divisor=None) -> the mean along axis; a divisor only for float32/64
+    amax: Callable[[Any, int], Any]  # the largest value along an axis
     where: Callable[[Any, Any, Any], Any]
     concat: Callable[[list[Any], int], Any]
     moveaxis: Callable[[Any, int, int], Any]
@@ -148,6 +149,7 @@ NUMPY = Backend(
     to_dtype=lambda a, dtype: a.astype(dtype, copy=False),
     sum=lambda a, axis: a.sum(axis=axis),
     mean=lambda a, axis, d=None: a.mean(axis) if d is None else np.add.reduce(a, axis) / d,  # see torch's
+    amax=lambda a, axis: a.max(axis),
     where=np.where,
     concat=lambda parts, axis: np.concatenate(parts, axis=axis),
     moveaxis=np.moveaxis,
@@ -298,6 +300,7 @@ def _torch_backend() -> Backend:
         sum=lambda a, axis: a.sum(dim=axis),
         # for float32/64 (and a divisor prepared as a 0-dim tensor, not converted per call) mean is this
         mean=lambda a, axis, d=None: a.mean(dim=axis) if d is None else a.sum(dim=axis).div_(d),
+        amax=lambda a, axis: a.amax(dim=axis),
         where=lambda m, a, b: torch.where(m, a, torch.as_tensor(b, dtype=a.dtype)),
         concat=lambda parts, axis: torch.cat(parts, dim=axis),
         moveaxis=torch.movedim,

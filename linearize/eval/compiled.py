@@ -13,7 +13,8 @@ reshapes, concatenation) on a linearized program; "sort" lets the strategies sor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..ir import Sym
@@ -24,7 +25,24 @@ from .plan import Plan
 from .planner import MODES, Planner
 from .strategies import STRATEGIES
 
-__all__ = ["Compiled", "compile"]
+__all__ = ["SMALL_CALL", "Compiled", "compile", "on_threads"]
+
+# Input elements below which threads="auto" runs a torch call on one thread: at these sizes waking and joining
+# a second thread costs more than it saves, and far more on a busy host (docs/performance.md, "Threads").
+SMALL_CALL = 1 << 23
+
+
+def on_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) with torch on n intra-op threads, restored after (torch's setting is global to the process)."""
+    import torch
+    before = torch.get_num_threads()
+    if before == n:
+        return fn(*args)
+    torch.set_num_threads(n)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _mode(strategy: str, planned: bool, fast: bool) -> str:
@@ -46,9 +64,13 @@ class Compiled:
     """
 
     def __init__(self, program: Program, backend: str = "numpy", *, strategy: str = "oblivious",
-                 planned: bool = True, fast: bool = True, cache_size: int = 32):
+                 planned: bool = True, fast: bool = True, cache_size: int = 32, threads: int | str | None = "auto"):
+        if not (threads in ("auto", None) or (type(threads) is int and threads >= 1)):
+            raise ValueError(f"threads must be 'auto', None or a positive int, got {threads!r}")
         self.program = program
         self.backend = get_backend(backend)
+        self.threads = threads if self.backend.name == "torch" else None  # numpy: its BLAS decides
+        self._threads: dict[tuple, int | None] = {}
         self.strategy, self.cache_size = _mode(strategy, planned, fast), cache_size
         self._plans: dict[tuple, Plan] = {}
         self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
@@ -108,7 +130,7 @@ class Compiled:
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
         """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
         arrays, given, _ = self._check(kwargs)
-        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
         return env, arrays, next(iter(arrays.values())).dtype
 
     def plan(self, **kwargs: Any) -> Plan:
@@ -118,7 +140,7 @@ class Compiled:
     def _plan(self, arrays: dict[str, Any], given: dict[str, Any], key: tuple) -> Plan:
         plan = self._plans.get(key)
         if plan is None:  # new sizes: bind them (which checks them), then plan
-            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
             first = next(iter(arrays.values()))
             plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES, generic_step,
                            self.strategy).plan(self.program.active_root(env))
@@ -127,20 +149,38 @@ class Compiled:
             self._plans[key] = plan
         return plan
 
+    def thread_count(self, key: tuple) -> int | None:
+        """torch threads for a call at these sizes (None: leave torch's setting); see `compile`."""
+        if self.threads != "auto":
+            return self.threads
+        n = self._threads.get(key)
+        if n is None and key not in self._threads:
+            if len(self._threads) >= self.cache_size:
+                self._threads.clear()
+            elements = sum(math.prod(shape) for shape in key[0])
+            n = self._threads[key] = 1 if elements < SMALL_CALL else None
+        return n
+
     def __call__(self, **kwargs: Any) -> Any:
         arrays, given, key = self._check(kwargs)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plan(arrays, given, key)
-        return plan.run(arrays)  # the plan gives its output the batch axis
+        n = self.thread_count(key) if self.threads is not None else None
+        # the plan gives its output the batch axis
+        return plan.run(arrays) if n is None else on_threads(n, plan.run, arrays)
 
 
 def compile(program: Program, backend: str = "numpy", *, strategy: str = "oblivious",  # noqa: A001 - public name
-            planned: bool = True, fast: bool = True) -> Compiled:
+            planned: bool = True, fast: bool = True, threads: int | str | None = "auto") -> Compiled:
     """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array.
 
     strategy: "oblivious" (default; data-oblivious operations only, for a linearized program), "sort"
     (sorts, gathers and scatters where a pattern allows: data-dependent) or "generic" (the generic steps alone,
     the reference semantics). planned=False and fast=False are aliases of strategy="generic".
+
+    threads (torch only): "auto" runs a call whose inputs hold fewer than SMALL_CALL (2^23) elements on one
+    thread and larger ones on torch's setting; an int runs every call on that many threads; None leaves torch's
+    setting alone. The count is set around each call and restored after (torch.set_num_threads is global).
     """
-    return Compiled(program, backend, strategy=strategy, planned=planned, fast=fast)
+    return Compiled(program, backend, strategy=strategy, planned=planned, fast=fast, threads=threads)

@@ -192,14 +192,15 @@ def _cat(P: Planner, n: Node) -> int:
     return P.emit(cat, ins, replace(meta, own=own, kind=P.metas[ins[0]].kind))
 
 
-def _mean(P: Planner, n: Node) -> int:
+def _reduction(P: Planner, n: Node) -> int:
     xs = P.slots[n.src[0]]
     mx = P.metas[xs]
-    pos, xp = 1 + len(mx.axes) + n.arg, P.xp
+    axis = OPS[n.op].axis(n)
+    pos, xp = 1 + len(mx.axes) + axis, P.xp
     # sum, then divide by the count as an array of the dtype: the library's mean to the bit for float32/64
     # (tests/test_evaluate.py); half precision means accumulate wider, so those call the library's mean
-    d = xp.asarray(mx.own[n.arg], P.dtype) if str(P.dtype).endswith(("float32", "float64")) else None
-    own = mx.own[:n.arg] + mx.own[n.arg + 1:]
+    d = xp.asarray(mx.own[axis], P.dtype) if str(P.dtype).endswith(("float32", "float64")) else None
+    own = mx.own[:axis] + mx.own[axis + 1:]
     impl = OPS[n.op].impl
     return P.emit(lambda x: impl(xp, x, pos, d), [xs], replace(mx, own=own, finite=False))
 
@@ -280,10 +281,10 @@ def _selection(P: Planner, n: Node) -> int:
 
 _GENERIC: dict[Op, Callable[[Planner, Node], int]] = {
     Op.INPUT: _input, Op.CONST: _const, Op.AFFINE: _affine, Op.INDEX: _index, Op.SLICE: _slice, Op.CAT: _cat,
-    Op.SUM: _binder, Op.STACK: _binder, Op.DEF: lambda P, n: P.slots[n.src[0]], Op.MEAN: _mean,
+    Op.SUM: _binder, Op.STACK: _binder, Op.DEF: lambda P, n: P.slots[n.src[0]],
 }
 # elementwise and selection ops are planned from their op-table facets, by kind
-_BY_KIND: dict[str, Callable[[Planner, Node], int]] = {"selection": _selection}
+_BY_KIND: dict[str, Callable[[Planner, Node], int]] = {"selection": _selection, "reduction": _reduction}
 
 
 def generic_step(n: Node) -> Choice:

@@ -105,13 +105,13 @@ class Affine:
         return text[2:] if text.startswith("+ ") else "-" + text[2:]
 
 
-def bound(a: Affine, upper: bool) -> Affine:
-    """The exact max (upper) or min of `a` over its index variables' nested ranges, in sizes only.
+def bound(a: Affine, upper: bool, keep: frozenset[Sym] = frozenset()) -> Affine:
+    """The exact max (upper) or min of `a` over its index variables' nested ranges; the variables in `keep` stay.
 
     Innermost variables are eliminated first, so `j` in [0, i) with `i` in [0, N) gives max j = N - 2.
     """
     for _ in range(64):
-        vs = a.vars
+        vs = a.vars - keep
         if not vs:
             return a
         # a variable no other remaining variable's range refers to is innermost
@@ -125,3 +125,6 @@ def bound(a: Affine, upper: bool) -> Affine:
 def provably_negative(a: Affine) -> bool:
     """True when `a` < 0 for every assignment of sizes >= 1 (a sufficient test, never a false alarm)."""
     return a.const + sum(c for _, c in a.terms) < 0 and all(c <= 0 for _, c in a.terms)
+
+
+Shape = tuple[Affine, ...]  # a node's shape: one size expression per axis

@@ -1,4 +1,4 @@
-"""The Python builder: write a pruning program close to the seed's pseudo-code.
+"""The Python builder: write a pruning program close to the hand derivation's pseudo-code.
 
     N, C, k = sizes("N C k")
     X = tensor("X", N + 1, C)
@@ -104,6 +104,7 @@ def size(name: str) -> Node:
 
 
 def sizes(names: str) -> tuple[Node, ...]:
+    """Several size symbols at once: N, C, H, k = sizes("N C H k")."""
     return tuple(size(n) for n in names.split())
 
 
@@ -126,6 +127,7 @@ def tensor(name: str, *shape: Operand) -> Node:
 
 
 def const(value: float) -> Node:
+    """A number as a node (plain Python numbers in arithmetic become constants by themselves)."""
     return node(Op.CONST, (), float(value))
 
 
@@ -159,11 +161,18 @@ def define(name: str, i_or_value: Operand, body: Operand | None = None) -> Node:
 
 
 def cat(*parts: Node, axis: int = 0) -> Node:
+    """Concatenation along an axis: cat(x[0:1], kept, fused[None]) stacks rows."""
     return node(Op.CAT, tuple(parts), axis)
 
 
 def mean(x: Node, axis: int = 0) -> Node:
+    """The mean along an axis: mean(attn[:, 0, 1:], axis=0) is the head mean of the CLS attention."""
     return node(Op.MEAN, (x,), axis)
+
+
+def amax(x: Node, axis: int = 0) -> Node:
+    """The largest value along an axis (a value: which element is largest is not used)."""
+    return node(Op.AMAX, (x,), axis)
 
 
 def argsort(key: Node, descending: bool = False) -> Node:
@@ -202,4 +211,5 @@ def kth_largest(X: Node, key: Node, r: Operand) -> Node:
 
 
 def kth_smallest(X: Node, key: Node, r: Operand) -> Node:
+    """The row of X whose key has 0-based stable ascending rank r."""
     return node(Op.KTH, (X, key, lift(r)), False)

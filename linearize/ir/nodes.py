@@ -8,13 +8,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .affine import Affine, IRError, Sym, bound
+from .affine import Affine, IRError, Shape, Sym, bound
 from .opcodes import Op
 from .ops import OPS
 
 __all__ = ["Affine", "IRError", "Node", "Op", "Shape", "Sym", "affine", "bound", "describe", "node"]
-
-Shape = tuple[Affine, ...]
 
 
 class Node:

@@ -7,6 +7,8 @@ import enum
 
 
 class Op(enum.Enum):
+    """The IR's operation codes; `linearize.ir.OPS[op]` declares what each one means (docs/ir.md)."""
+
     INPUT = enum.auto()
     CONST = enum.auto()
     AFFINE = enum.auto()
@@ -24,6 +26,7 @@ class Op(enum.Enum):
     STACK = enum.auto()
     DEF = enum.auto()
     MEAN = enum.auto()
+    AMAX = enum.auto()
     ARGSORT = enum.auto()
     SORT_BY_KEY = enum.auto()
     TOPK = enum.auto()

@@ -43,7 +43,7 @@ class OpSpec:
     integral: Rule  # (node, operands integral) -> whether every value is an integer (a count, an index)
     cost: Rule | None  # (counter, node, points) -> {count name: amount}; None: not counted (a selection)
     # evaluation on any backend `xp` (eval/backends.py): arithmetic and steps (xp, *arrays), reductions
-    # (xp, x, axis[, divisor]), selections (xp, node, env, *batched operands)
+    # (xp, x, axis[, length: the axis length as an array of the dtype]), selections (xp, node, env, *operands)
     impl: Rule | None = None
     order: str | None = None  # "compare": reads only the weak ordering of `keys`; "move": moves rows by such an order
     keys: tuple[int, ...] = ()  # the operands read for their order only
@@ -89,10 +89,6 @@ def always(n: Any, integral: list[bool]) -> bool:
 def _count_additions(c: Any, n: Any, each: Any) -> dict[str, Any]:
     # a difference read only by comparisons is part of each comparison
     return {} if c.only_compared(n) else {"additions": each}
-
-
-def _stable_argsort(xp: Any, key: Any, descending: bool) -> Any:
-    return xp.argsort(key, descending)
 
 
 def _rows(xp: Any, X: Any, idx: Any) -> Any:
@@ -166,7 +162,7 @@ OPS: dict[Op, OpSpec] = {
                    of_operands, free, lambda xp, a: -a),
     # --- steps
     Op.HEAVISIDE: OpSpec("heaviside", "step", "1 if x > 0 else 0 (strict: heaviside(0) = 0)", 1, S.step,
-                         _call("heaviside"), lambda p, n: p.unary("H", n),
+                         _call("heaviside"), lambda p, n: p.unary(r"\theta", n),
                          lambda c, n, idx, env: c.sp.Heaviside(c.elem(n.src[0], idx, env), 0), flat, always,
                          lambda c, n, each: {c.comparison_kind(n): each}, lambda xp, x: xp.flag(x > 0, x),
                          "compare", (0,)),
@@ -196,10 +192,17 @@ OPS: dict[Op, OpSpec] = {
                    lambda c, n, idx, env: c.define_ref(n, idx), first, of_operands, free),
     # --- reductions
     Op.MEAN: OpSpec("mean", "reduction", "the mean along an axis; arg: the axis", 1, S.reduce_axis("mean"),
-                    lambda p, n: p.call("mean", n, f"axis={n.arg}"), lambda p, n: p.mean(n),
-                    lambda c, n, idx, env: c.mean(n, idx, env), first, never,
+                    lambda p, n: p.call("mean", n, f"axis={n.arg}"), lambda p, n: p.reduction(n, "mean"),
+                    lambda c, n, idx, env: c.reduce("mean", n, idx, env), first, never,
                     lambda c, n, each: {"additions": each * (c.length(n) - 1), "multiplications": each},
-                    lambda xp, x, axis, divisor=None: xp.mean(x, axis, divisor), axis=lambda n: n.arg),
+                    lambda xp, x, axis, length=None: xp.mean(x, axis, length), axis=lambda n: n.arg),
+    # a value, not a selection: which element is largest is never used, so nothing data-dependent is left
+    Op.AMAX: OpSpec("amax", "reduction", "the largest value along an axis; arg: the axis", 1, S.reduce_axis("amax"),
+                    lambda p, n: p.call("amax", n, f"axis={n.arg}"), lambda p, n: p.reduction(n, "max"),
+                    lambda c, n, idx, env: c.reduce("max", n, idx, env),
+                    flat,  # piecewise linear: linear in a feature only where the order of its values is fixed
+                    of_operands, lambda c, n, each: {"comparisons": each * (c.length(n) - 1)},
+                    lambda xp, x, axis, length=None: xp.amax(x, axis), axis=lambda n: n.arg),
     # --- selections: data-dependent, removed by the rewrite rules
     Op.ARGSORT: _selection("argsort", "the indices of a stable sort of key; arg: descending", 1,
                            S.keyed("argsort", "int"), lambda xp, n, env, key: xp.argsort(key, n.arg), "compare", (0,),

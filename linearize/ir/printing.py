@@ -1,4 +1,5 @@
-"""The text notation: sum<i < N>(...), heaviside(...), delta(...), named definitions.
+"""The text notation (that of the hand derivation published with EViT): sum<i < N>(...), heaviside(...),
+delta(...), named definitions.
 
 Each op's notation is its `text` facet in the op table; the printer supplies the shared pieces (calls, infix
 operators, index chains, sums and comprehensions) and names definitions uniquely."""
@@ -148,7 +149,7 @@ def show_definition(p: Printer, d: Node) -> str:
 
 
 def show(n: Node, printer: Printer | None = None) -> str:
-    """One node in the seed's notation, definitions by name."""
+    """One node in the text notation, definitions by name."""
     return (printer or Printer()).show(n)
 
 
@@ -158,6 +159,15 @@ def show_with_definitions(n: Node) -> str:
     lines = [show_definition(p, d) for d in definitions(n)]
     lines.append(p.show(n))
     return "\n".join(lines)
+
+
+def shorten(text: str, width: int = 120, lines: int = 16) -> str:
+    """text for a REPL: each line cut to `width` characters, at most `lines` lines, and what was cut said."""
+    rows = text.splitlines()
+    out = [r if len(r) <= width else r[:width - 3] + "..." for r in rows[:lines]]
+    if len(rows) > lines:
+        out.append(f"... ({len(rows) - lines} more lines)")
+    return "\n".join(out)
 
 
 set_printer(show)

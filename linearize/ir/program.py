@@ -11,7 +11,7 @@ from .affine import Affine, IRError, Sym
 from .build import as_affine
 from .nodes import Node
 from .opcodes import Op
-from .printing import Printer, definitions, show_definition
+from .printing import Printer, definitions, shorten, show_definition
 
 # renderers for Jupyter, installed by the package (linearize/__init__.py) so that the IR does not import show/
 LATEX: dict[str, Callable[[Any], str]] = {}
@@ -41,6 +41,9 @@ class EarlyReturn:
 
 @dataclass(frozen=True)
 class Program:
+    """A program: named inputs, one output node, the sizes' ranges and size-level early returns. Build one with
+    `program(...)`; print() shows it in the text notation, Jupyter renders it as LaTeX."""
+
     name: str
     inputs: tuple[Node, ...]
     output: Node
@@ -92,9 +95,19 @@ class Program:
         derivable = {s for n in self.inputs for d in n.arg[1] for s in d.syms}
         return tuple(c.size.name for c in self.constraints if c.size not in derivable)
 
-    def bind_sizes(self, shapes: Mapping[str, tuple[int, ...]], given: Mapping[str, int]) -> dict[Sym, int]:
-        """Read sizes off the (unbatched) input shapes, check they agree, and check every range."""
+    def bind_sizes(self, shapes: Mapping[str, tuple[int, ...]], given: Mapping[str, int], *,
+                   batched: bool = False) -> dict[Sym, int]:
+        """Read sizes off the (unbatched) input shapes, check they agree, and check every range.
+
+        batched=True: the caller's arrays have a leading batch axis, so messages count their axes from it
+        (`attn axis 2`, of `attn [B, H, N + 1, N + 1]`)."""
         env: dict[Sym, int] = {}
+
+        def where(name: str, axis: int) -> str:
+            dims = next(n.arg[1] for n in self.inputs if n.arg[0] == name)
+            shown = ", ".join(["B"] * batched + [str(d) for d in dims])
+            return f"{name} axis {axis + batched} (of {name} [{shown}])"
+
         for c in self.constraints:
             if c.size.name in given:
                 env[c.size] = int(given[c.size.name])
@@ -108,7 +121,7 @@ class Program:
                 if not unknown:
                     expected = d.value(env)
                     if expected != actual:
-                        raise InputError(f"shapes disagree: {name} axis {axis} has size {actual}, "
+                        raise InputError(f"shapes disagree: {where(name, axis)} has size {actual}, "
                                          f"expected {d} = {expected} from the other inputs")
                     pending.remove((name, axis, d))
                     progress = True
@@ -116,21 +129,22 @@ class Program:
                     s = unknown[0]
                     value = (actual - (d - Affine(((s, d.coeff(s)),))).value(env)) * d.coeff(s)
                     if value < 0:
-                        raise InputError(f"{name} axis {axis} has size {actual}, too small for {d}")
+                        raise InputError(f"{where(name, axis)} has size {actual}, too small for {d}")
                     env[s] = value
                     progress = True
             if not progress:
                 break
         if pending:
             name, axis, d = pending[0]
-            raise InputError(f"cannot determine size {d} of {name} axis {axis}")
+            raise InputError(f"cannot determine size {d} of {where(name, axis)}")
         for c in self.constraints:
             if c.size not in env:
                 raise InputError(f"size {c.size.name} is required (e.g. --{c.size.name} or {c.size.name}=...)")
             lo, hi, v = c.lo.value(env), c.hi.value(env), env[c.size]
             if not lo <= v <= hi:
-                raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi} "
-                                 f"({c.lo} = {lo}, {c.hi} = {hi}), got {c.size.name} = {v}")
+                others = sorted({s for s in c.lo.syms | c.hi.syms if s != c.size}, key=Sym.sort_key)
+                values = ", ".join(f"{s.name} = {env[s]}" for s in [c.size, *others])
+                raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi}, got {values}")
         return env
 
     def active_root(self, env: Mapping[Sym, int]) -> Node:
@@ -154,6 +168,10 @@ class Program:
             lines.append("    " + show_definition(p, d))
         lines.append(f"    return {p.show(self.output)}")
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        """The notation, as print() shows it, with long lines and long programs cut (str() is never cut)."""
+        return shorten(str(self))
 
     def _repr_latex_(self) -> str:
         return LATEX["program"](self)

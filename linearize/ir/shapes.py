@@ -7,16 +7,14 @@ A rule raises IRError naming the node and the mismatch; `what()` renders the nod
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .affine import Affine, IRError, Sym, bound, provably_negative
+from .affine import Affine, IRError, Shape, Sym, bound, provably_negative
 from .opcodes import Op
 
-if TYPE_CHECKING:
-    from .nodes import Node, Shape
-
+Node = Any  # a node (nodes.py builds nodes with these rules, so this module cannot import it)
 What = Callable[[], str]
-ShapeRule = Callable[[tuple["Node", ...], Any, What], tuple["Shape", str]]
+ShapeRule = Callable[[tuple[Node, ...], Any, What], tuple[Shape, str]]
 ONE = Affine((), 1)
 
 

@@ -15,8 +15,9 @@ from functools import cached_property
 from ..ir import Affine, IRError, Node, Op
 from ..ir.algebra import nonneg, replace_nodes
 from ..ir.form import ops_present
-from ..ir.printing import Printer, definitions, show, show_definition
+from ..ir.printing import Printer, definitions, shorten, show, show_definition
 from ..ir.program import LATEX, Program
+from ..ir.tree import Trees
 
 
 class LinearizeError(RuntimeError):
@@ -58,6 +59,9 @@ class Pass:
 
 @dataclass(frozen=True)
 class Step:
+    """One rule application: the subterm `before` replaced by `after`, and the whole program after it. print()
+    shows `[pass / rule] before => after`; Jupyter renders it as an equation."""
+
     pass_name: str
     rule: str
     before: Node
@@ -71,6 +75,19 @@ class Step:
             known = set(definitions(self.before))
             after = "; ".join(show_definition(p, d) for d in definitions(self.after) if d not in known)
         return {"pass": self.pass_name, "rule": self.rule, "before": before, "after": after}
+
+    def __str__(self) -> str:
+        d = self.to_dict()
+        return f"[{self.pass_name} / {self.rule}] {d['before']} => {d['after']}"
+
+    def __repr__(self) -> str:
+        """One line: the rule, and each side cut to `width` characters (str() is never cut)."""
+        return self.line()
+
+    def line(self, width: int = 60) -> str:
+        d = self.to_dict()
+        before, after = (shorten(d[side], width=width, lines=1) for side in ("before", "after"))
+        return f"[{self.pass_name} / {self.rule}] {before} => {after}"
 
     def _repr_latex_(self) -> str:
         return LATEX["step"](self)
@@ -98,9 +115,25 @@ class Derivation:
         lines += ["", str(self.result)]
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        """A summary for a REPL: the passes, one line per step, the result; print() shows everything."""
+        shown = 12
+        head = (f"Derivation of {self.source.name}: {len(self.steps)} step{'' if len(self.steps) == 1 else 's'} "
+                f"({', '.join(self.passes)})")
+        lines = [head] + [f"{i:>3}. {s.line(48)}" for i, s in enumerate(self.steps[:shown], 1)]
+        if len(self.steps) > shown:
+            lines.append(f"    ... ({len(self.steps) - shown} more steps)")
+        return "\n".join([*lines, "result:", repr(self.result)])
+
     def to_json(self) -> dict:
-        return {"program": self.source.name, "steps": [s.to_dict() for s in self.steps],
-                "result": str(self.result), "ops": ops_present(self.result)}
+        """The derivation as JSON trees a program can read, with the text forms (schema: docs/cli.md)."""
+        trees = Trees()
+        source = trees.program(self.source)
+        steps = [{"pass": s.pass_name, "rule": s.rule, "before": trees.node(s.before), "after": trees.node(s.after),
+                  "text": {k: v for k, v in s.to_dict().items() if k in ("before", "after")}} for s in self.steps]
+        result = trees.program(self.result)
+        return {"program": self.source.name, "passes": list(self.passes), "source": source, "steps": steps,
+                "result": result, "definitions": trees.definitions, "ops": ops_present(self.result)}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)

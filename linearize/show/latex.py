@@ -2,9 +2,10 @@
 
 The printer mirrors printing.py op for op, so a step such as `x[1:][i] => x[i + 1]` still shows what changed
 (SymPy would print both sides as x_{i+1,c}, and would reorder terms); index arithmetic goes through SymPy's
-latex(). Notation: \\sum_{i=0}^{N-1}, H(.) for heaviside, \\delta(.) for delta, upright named definitions
-(\\mathrm{rank}_{i}), slices as x_{1{:}}, [f(r) for r in range(k)] as [f]_{r=0}^{k-1}, a cat along rows as a
-bmatrix of its blocks, data-dependent ops as \\operatorname{topk}(...), a down arrow marking descending order.
+latex(). Notation: \\sum_{i=0}^{N-1}, \\theta(.) for heaviside (not H: that is the head count), \\delta(.) for
+delta, upright named definitions (\\mathrm{rank}_{i}), slices as x_{1{:}}, [f(r) for r in range(k)] as
+[f]_{r=0}^{k-1}, a cat along rows as a bmatrix of its blocks, data-dependent ops as \\operatorname{topk}(...), a
+down arrow marking descending order.
 """
 
 from __future__ import annotations
@@ -150,8 +151,9 @@ class LatexPrinter:
         rows = [self.show(s.src[0]) if _is_row(s) else self.show(s) for s in n.src]
         return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}", _ATOM, False
 
-    def mean(self, n: Node) -> Shown:
-        x, axis = n.src[0], n.arg
+    def reduction(self, n: Node, kind: str) -> Shown:
+        """mean: \\frac{1}{d} \\sum_{a=0}^{d-1} x_a; max: \\max_{a=0}^{d-1} x_a, over a fresh index a."""
+        x, axis = n.src[0], OPS[n.op].axis(n)
         d = x.shape[axis]
         taken = {v.name for m in x.toposort() for v in (m.free | (m.arg.vars if m.op is Op.AFFINE else set()))}
         name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const else "a"
@@ -159,7 +161,10 @@ class LatexPrinter:
             name += "'"
         v = Sym(name, "var", Affine(), d)
         body = self.show(node(Op.INDEX, (x, affine(v)), axis), _MUL)
-        return rf"\frac{{1}}{{{affine_latex(d)}}} \sum_{{{name}=0}}^{{{affine_latex(d - 1)}}} {body}", _ATOM, True
+        limits = rf"_{{{name}=0}}^{{{affine_latex(d - 1)}}}"
+        if kind == "max":
+            return rf"\max{limits} {body}", _ATOM, True
+        return rf"\frac{{1}}{{{affine_latex(d)}}} \sum{limits} {body}", _ATOM, True
 
     def call(self, name: str, n: Node, extra: Affine | None = None, descending: bool = False) -> Shown:
         """\\operatorname{name}(operands[, extra]), a down arrow marking a descending order."""

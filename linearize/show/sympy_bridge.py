@@ -22,7 +22,7 @@ else t, u, v, w, never a name the node already uses. In detail:
 
 `SympyForm.evaluate(values)` substitutes sizes and input arrays (one instance, no batch axis), expands the sums
 with `.doit()`, and returns the node's values as a numpy array; `sympy_latex(expr)` (sympy_latex.py) prints a
-SymPy expression with H(.) for Heaviside, delta(a - b) for KroneckerDelta and upright multi-letter names.
+SymPy expression with \\theta(.) for Heaviside, delta(a - b) for KroneckerDelta and upright multi-letter names.
 """
 
 from __future__ import annotations
@@ -43,6 +43,16 @@ from .sympy_latex import sympy_latex
 if TYPE_CHECKING:
     pass
 
+
+
+class MaxOver(sp.Function):
+    """max over s in [0, hi] of f(s), f a Lambda: stays symbolic until hi is a number, then is SymPy's Max."""
+
+    @classmethod
+    def eval(cls, f: sp.Lambda, hi: sp.Expr) -> sp.Expr | None:
+        if hi.is_Integer:
+            return sp.Max(*(f(s) for s in range(int(hi) + 1)))
+        return None
 
 
 def _var(name: str) -> sp.Symbol:
@@ -270,13 +280,17 @@ class _Converter:
         v = n.arg
         return self.elem(n.src[0], idx[1:], {**env, v: self.affine(v.lo, env) + idx[0]})
 
-    def mean(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
-        axis, x = n.arg, n.src[0]
+    def reduce(self, kind: str, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
+        """mean: a Sum over a fresh index divided by the length; max: MaxOver, expanded once the length is known."""
+        axis, x = OPS[n.op].axis(n), n.src[0]
         d = x.shape[axis]
         size = self.affine(d, env)
         name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const else "a"
         s = self.fresh(name, idx, env)
-        return sp.Sum(self.elem(x, (*idx[:axis], s, *idx[axis:]), env), (s, 0, size - 1)) / size
+        body = self.elem(x, (*idx[:axis], s, *idx[axis:]), env)
+        if kind == "max":
+            return MaxOver(sp.Lambda(s, body), size - 1)
+        return sp.Sum(body, (s, 0, size - 1)) / size
 
     def broadcast(self, operand: Node, n: Node, idx: tuple[sp.Expr, ...]) -> tuple[sp.Expr, ...]:
         off = len(n.shape) - len(operand.shape)

@@ -226,14 +226,16 @@ def _compare(want: np.ndarray, got: np.ndarray, inst: Mapping[str, Any]) -> tupl
 
 
 def check(candidate: Side, reference: Side, *, examples: int = 300, ties: bool = True, seed: int | None = None,
-          dtype: Any = np.float32, backend: str = "numpy") -> CheckResult:
+          dtype: Any = np.float32, backend: str = "numpy",
+          progress: Callable[[int, int, bool], None] | None = None) -> CheckResult:
     """Property-test candidate == reference on `examples` draws; a failure is shrunk to a minimal counterexample.
 
     Each side is an IR Program (run with linearize.compile on `backend`), a callable f(x, attn, k) taking torch
     tensors (like linearize.reference.evit), or a torch reference by name ("evit") or as {"official": f,
     "stable": g}: tied scores are compared with the stable variant, distinct ones with the official code.
     ties=False draws continuous scores only. seed=None is deterministic (hypothesis' derandomize); a seed
-    explores other draws, reproducibly.
+    explores other draws, reproducibly. progress(examples_run, examples, shrinking) is called after each draw
+    (shrinking: a counterexample was found and is being made smaller).
     """
     if backend not in ("numpy", "torch"):
         raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
@@ -249,6 +251,8 @@ def check(candidate: Side, reference: Side, *, examples: int = 300, ties: bool =
         ran += 0 if failed else 1
         found = _fails(cand, ref, inst)
         failed = failed or found
+        if progress is not None:
+            progress(ran, examples, failed)
         return found
 
     # from hypothesis' default profile, so that a test suite's profile does not change what a seed reproduces

@@ -25,7 +25,7 @@ from typing import Any
 
 import sympy as sp
 
-from ..ir import OPS, Affine, Node, Op, Sym
+from ..ir import OPS, Affine, Node, Op, Sym, bound
 from ..ir.algebra import nonneg
 from ..ir.program import Program
 
@@ -89,18 +89,8 @@ class _Counter:
     def expr(self, a: Affine) -> sp.Expr:
         return sp.Integer(a.const) + sum((c * self.sym(s) for s, c in a.terms), sp.Integer(0))
 
-    def widest(self, a: Affine, keep: frozenset[Sym], upper: bool) -> Affine:
-        """a with the index variables outside `keep` replaced by their extreme values (innermost first)."""
-        for _ in range(64):
-            out = sorted(a.vars - keep, key=Sym.sort_key)
-            if not out:
-                return a
-            inner = next(v for v in out if not any(v in (w.lo.vars | w.hi.vars) for w in out if w != v))
-            a = a.subs({inner: inner.hi - 1 if (a.coeff(inner) > 0) == upper else inner.lo})
-        raise ValueError(f"cyclic index ranges in {a}")
-
     def ranges(self, free: frozenset[Sym]) -> dict[Sym, tuple[Affine, Affine]]:
-        return {v: (self.widest(v.lo, free, False), self.widest(v.hi, free, True)) for v in free}
+        return {v: (bound(v.lo, False, free), bound(v.hi, True, free)) for v in free}
 
     def points(self, ranges: dict[Sym, tuple[Affine, Affine]]) -> sp.Expr:
         """The number of points of nested ranges (each range may use the others', outermost first)."""
