@@ -1,5 +1,5 @@
 """Backend tables: for each array library, the array primitives the op table's implementations and the
-evaluator's structural ops call. torch is imported only when its backend is asked for."""
+generic steps and strategies call. torch is imported only when its backend is asked for."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ class Backend:
     convert: Callable[[Any], Any]  # user input -> this library's array; ValueError("is not ...") if it can't be
     viewer: Callable[[tuple, tuple[int, ...]], Callable[[Any], Any]]  # (key, shape) -> x -> x[key], planned once
     permute: Callable[[Any, tuple[int, ...]], Any]  # (a, order) -> a with its axes in that order (a view)
+    # writing into a step's own new array (rows.py): no copies of the parts
+    empty: Callable[[tuple[int, ...], Any], Any]  # (shape, dtype) -> uninitialized
+    copy_into: Callable[[Any, Any], None]  # (dst, src): dst[...] = src, broadcast
+    fill_zero: Callable[[Any], None]
+    equal_into: Callable[[Any, Any, Any], None]  # (a, b, dst): dst[...] = (a == b) as 0/1 in dst's dtype
+    multiply_into: Callable[[Any, Any], None]  # (dst, b): dst *= b
     # the strategies' kernels (strategies.py); the sort-based ones only in plans made with strategy="sort"
     # (u [G, n], descending, below [n, n] = 1 where j < i, finite) -> [G, n]: #{j: u[j] > u[i]} + #{j < i: u[j] ==
     # u[i]} in u's dtype (< for ascending), the generic semantics' heaviside and delta of u[j] - u[i], from one
@@ -164,6 +170,11 @@ NUMPY = Backend(
     convert=_np_convert,
     viewer=lambda key, shape: lambda x: x[key],  # numpy's basic indexing is cheap already
     permute=np.transpose,
+    empty=lambda shape, dtype: np.empty(shape, dtype),
+    copy_into=np.copyto,
+    fill_zero=lambda a: a.fill(0),
+    equal_into=lambda a, b, out: np.equal(a, b, out=out),
+    multiply_into=lambda a, b: np.multiply(a, b, out=a),
     pair_ranks=_np_pair_ranks,
     einsum=np.einsum,
     bmm=np.matmul,
@@ -315,6 +326,11 @@ def _torch_backend() -> Backend:
         convert=convert,
         viewer=viewer,
         permute=torch.permute,
+        empty=lambda shape, dtype: torch.empty(shape, dtype=as_dtype(dtype)),
+        copy_into=lambda a, b: a.copy_(b),
+        fill_zero=lambda a: a.zero_(),
+        equal_into=lambda a, b, out: torch.eq(a, b, out=out),
+        multiply_into=lambda a, b: a.mul_(b),
         pair_ranks=pair_ranks,
         einsum=torch.einsum,
         bmm=torch.bmm,  # much less overhead than matmul's broadcasting for small operands

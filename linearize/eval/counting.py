@@ -67,7 +67,7 @@ def _build_count(P: Planner, n: Node, A: Node, B: Node, i: Sym | None, a_first: 
             c = xp.count_below(a, b, True) - xp.count_below(a, b, False)
         return xp.to_dtype(c, dtype).reshape(shape)
 
-    def every_pair(a: Any, b: Any) -> Any:  # exactly the evaluator's comparisons, summed over j
+    def every_pair(a: Any, b: Any) -> Any:  # exactly the generic steps' comparisons, summed over j
         a3, b3 = a.reshape(-1, 1, nj), b.reshape(-1, ni, 1)
         c = ((a3 > b3) if a_first else (b3 > a3)) if heaviside else (a3 - b3) == 0
         return c.sum(2, dtype=dtype).reshape(shape)
@@ -84,7 +84,7 @@ def _build_ties_before(P: Planner, U: Node, i: Sym) -> int:
     ar = xp.arange(0, ni)
     lower = ar.reshape(1, 1, ni) < ar.reshape(1, ni, 1)  # [., i, j]: j < i
 
-    def every_pair(u: Any) -> Any:  # exactly the evaluator's delta(u[j] - u[i]) over j < i
+    def every_pair(u: Any) -> Any:  # exactly the generic steps' delta(u[j] - u[i]) over j < i
         u = u[:, :ni]
         return (((u.reshape(-1, 1, ni) - u.reshape(-1, ni, 1)) == 0) & lower).sum(2, dtype=dtype)
 
@@ -153,10 +153,10 @@ def _build_rank(P: Planner, key: Node, i: Sym, descending: bool) -> int:
     lower = ar.reshape(1, 1, n) < ar.reshape(1, n, 1)  # [., i, j]: j < i
     P.note(mu.batch * n * n if mu.batch * n * n <= PAIRS_MAX else mu.batch * n * 2)
 
-    def sort(u: Any) -> Any:  # None when a key is inf or NaN: those are not ordered as the evaluator counts
+    def sort(u: Any) -> Any:  # None when a key is inf or NaN: those are not ordered as the generic steps count
         return xp.argsort(u, descending) if mu.finite or xp.isfinite_all(u) else None
 
-    def every_pair(u: Any) -> Any:  # exactly the evaluator's two counts
+    def every_pair(u: Any) -> Any:  # exactly the generic steps' two counts
         uj, ui = u.reshape(-1, 1, n), u.reshape(-1, n, 1)
         return ((uj > ui) if descending else (ui > uj)).sum(2, dtype=dtype) + \
             (((uj - ui) == 0) & lower).sum(2, dtype=dtype)

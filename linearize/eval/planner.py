@@ -105,7 +105,7 @@ class Planner:
         return tuple(d.value(self.env) for d in n.shape)
 
     def layout(self, n: Node, batch: int, kind: str = "float") -> Meta:
-        """The layout the evaluator gives a node: its free variables' axes, then its own shape."""
+        """The layout the generic steps give a node: its free variables' axes, then its own shape."""
         axes = sort_axes(n.free)
         return Meta(axes, tuple(self.size(a) for a in axes), self.own(n), batch, kind)
 

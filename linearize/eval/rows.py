@@ -99,84 +99,99 @@ def rows(P: Planner, n: Node) -> Choice | None:
     return operands, lambda P: _build_rows(P, Y, parts)
 
 
+def _rows_of(P: Planner, part: Part) -> int:
+    if part.kind == "slice":
+        a, b = (e.value(P.env) for e in part.rows)  # type: ignore[union-attr]
+        return b - a
+    if part.move is None:
+        return 1
+    lo, hi = P.extent(part.r)  # type: ignore[arg-type]
+    return hi - lo
+
+
 def _build_rows(P: Planner, Y: Node, parts: list[Part]) -> int:
+    """One step: D = empty (B, R, n); each part writes its rows of D in place (its columns, zeros around them);
+    then D @ Y. No boolean copy, no float copy, no concatenation: D and the output are the step's only arrays."""
     sy = P.value(Y)
     my = P.metas[sy]
     n, rest, B = my.own[0], my.own[1:], my.batch
-    F, xp = math.prod(rest), P.xp
-    coefs, sizes = [], []
-    for part in parts:
-        slot, R = (_slice_rows if part.kind == "slice" else _weighted_rows)(P, part, n)
-        coefs.append(slot)
-        sizes.append(R)
-    total = sum(sizes)
-    shapes = [(B, R, n) for R in sizes]
-    wide = [P.metas[c].batch != B for c in coefs]
-    flat_y = (B, n, F)
-    reshape_y = my.shape != flat_y
-    out_shape = (B, total, *rest)
-    reshape_out = out_shape != (B, total, F)
+    F, xp, dtype = math.prod(rest), P.xp, P.dtype
+    counts = [_rows_of(P, part) for part in parts]
+    total = sum(counts)
+    shape, flat_y, out_shape = (B, total, n), (B, n, F), (B, total, *rest)
+    writers, ins, top, pads = [], [sy], 0, []
+    for part, R in zip(parts, counts):
+        write, operands, zeros = _writer(P, part, shape, top, R)
+        writers.append((write, len(ins) - 1, len(ins) - 1 + len(operands)))
+        ins += operands
+        pads += [(top, top + R, a, b) for a, b in zeros]
+        top += R
+    merged: list[list[int]] = []  # the zero regions, rows of consecutive parts with the same columns joined
+    for r0, r1, a, b in pads:
+        if merged and merged[-1][1] == r0 and merged[-1][2:] == [a, b]:
+            merged[-1][1] = r1
+        else:
+            merged.append([r0, r1, a, b])
+    zero = [xp.viewer((slice(None), slice(r0, r1), slice(a, b)), shape) for r0, r1, a, b in merged]
+    reshape_y, reshape_out = my.shape != flat_y, out_shape != (B, total, F)
     P.note(B * total * n)
 
-    def product_of_rows(y: Any, *cs: Any) -> Any:
-        d = xp.concat([xp.broadcast_to(c, sh) if w else c for c, sh, w in zip(cs, shapes, wide)], 1)
+    def product_of_rows(y: Any, *operands: Any) -> Any:
+        d = xp.empty(shape, dtype)
+        for region in zero:
+            xp.fill_zero(region(d))
+        for write, a, b in writers:
+            write(d, *operands[a:b])
         out = xp.bmm(d, y.reshape(flat_y) if reshape_y else y)
         return out.reshape(out_shape) if reshape_out else out
-    return P.emit(product_of_rows, [sy, *coefs], Meta((), (), (total, *rest), B, "float", False))
+    return P.emit(product_of_rows, ins, Meta((), (), (total, *rest), B, "float", False))
 
 
-def _slice_rows(P: Planner, part: Part, n: int) -> tuple[int, int]:
-    a, b = (e.value(P.env) for e in part.rows)  # type: ignore[union-attr]
-    d = np.zeros((1, b - a, n))
-    d[0, np.arange(b - a), np.arange(a, b)] = 1.0
-    return P.constant(P.xp.asarray(d, P.dtype), Meta((), (), (b - a, n), 1, "float", True)), b - a
+def _writer(P: Planner, part: Part, shape: tuple[int, int, int], top: int,
+            R: int) -> tuple[Any, list[int], list[tuple[int, int]]]:
+    """(write(d, *operands), the operands' slots, the column ranges to zero): write fills rows top .. top + R of d
+    at the part's own columns; the zero ranges are the rest of those rows."""
+    xp, dtype = P.xp, P.dtype
+    B, _, n = shape
+    if part.kind == "slice":
+        a = part.rows[0].value(P.env)  # type: ignore[index]
+        unit = np.zeros((1, R, n))
+        unit[0, np.arange(R), np.arange(a, a + R)] = 1.0
+        rows, const = xp.viewer((slice(None), slice(top, top + R)), shape), xp.asarray(unit, dtype)
 
-
-def _weighted_rows(P: Planner, part: Part, n: int) -> tuple[int, int]:
-    """The part's coefficients over Y's n rows: its own over i, placed at columns i + offset, zero elsewhere."""
-    xp, dtype, (lo, hi) = P.xp, P.dtype, P.extent(part.i)  # type: ignore[arg-type]
+        def copy_slice(d: Any) -> None:
+            xp.copy_into(rows(d), const)
+        return copy_slice, [], []
+    lo, hi = P.extent(part.i)  # type: ignore[arg-type]
     ni = hi - lo
-    left = lo + part.offset.value(P.env)  # type: ignore[union-attr]
-    right = n - left - ni  # both >= 0: the row reads were checked when matched
-    ins = [P.value(x) for x in (part.move.E if part.move else None, part.weights) if x is not None]
-    metas = [P.metas[s] for s in ins]
-    G = max([m.batch for m in metas], default=1)
+    left = lo + part.offset.value(P.env)  # type: ignore[union-attr]  # the part's columns: left .. left + ni
+    zeros = [(a, b) for a, b in ((0, left), (left + ni, n)) if a < b]
+    slots = [P.value(x) for x in (part.move.E if part.move else None, part.weights) if x is not None]
+    metas = [P.metas[sl] for sl in slots]
 
-    def placer(m: Meta, fill: float) -> Any:
-        """[G', ni] (or [G'], not over i) -> [G, 1, n]: the values at their columns, `fill` elsewhere."""
-        shape = (m.batch, ni if m.axes else 1)
-        fit = compose(reshaper(m.shape, shape), None if shape == (G, ni) else lambda v: xp.broadcast_to(v, (G, ni)))
-        pads = [xp.asarray(np.full((G, w), fill), dtype) for w in (left, right) if w]
-        if not pads:
-            return compose(fit, lambda v: v.reshape(G, 1, n))
-        at = 1 if left else 0
+    def shaped(m: Meta, target: tuple[int, ...]) -> Any:  # [G, ni] (or [G], not over i) as `target`
+        each = (m.batch, *target[1:-1], ni if m.axes else 1)
+        return compose(reshaper(m.shape, each), None if each == target else lambda v: xp.broadcast_to(v, target))
 
-        def place(v: Any) -> Any:
-            blocks = list(pads)
-            blocks.insert(at, fit(v) if fit else v)
-            return xp.concat(blocks, 1).reshape(G, 1, n)
-        return place
+    if part.move is None:  # a weighted sum: its weights (or ones) at its columns of its one row
+        cols = xp.viewer((slice(None), top, slice(left, left + ni)), shape)  # [B, ni]
+        w_of = shaped(metas[0], (B, ni)) if slots else None
+        ones = xp.asarray(np.ones((1, ni)), dtype)
 
-    if part.kind == "weighted":
-        if not ins:  # no weights: ones at the part's columns
-            d = np.zeros((1, 1, n))
-            d[0, 0, left:left + ni] = 1.0
-            return P.constant(xp.asarray(d, dtype), Meta((), (), (1, n), 1, "float", True)), 1
-        return P.emit(placer(metas[0], 0.0), ins, Meta((), (), (1, n), G, "float", True)), 1
+        def weights(d: Any, *w: Any) -> None:
+            xp.copy_into(cols(d), (w_of(w[0]) if w_of else w[0]) if w else ones)
+        return weights, slots, zeros
     move, r = part.move, part.r
-    assert move is not None and r is not None
-    r_lo, r_hi = P.extent(r)
-    Rn = r_hi - r_lo
-    rv, raxes = P.affine(move.R)
-    target = xp.arange(r_lo, r_hi).reshape(1, Rn, 1) * move.s + rv.reshape(1, 1, -1)  # s*r + R, placed like E
-    if raxes:
-        target = xp.concat([xp.asarray(np.zeros((1, Rn, w)), xp.int_dtype) for w in (left,) if w] + [target] +
-                           [xp.asarray(np.zeros((1, Rn, w)), xp.int_dtype) for w in (right,) if w], 2)
-    target = xp.to_dtype(target, dtype)
-    place_e = placer(metas[0], math.nan)  # NaN equals no position
-    if part.weights is None:
-        return P.emit(lambda e: xp.to_dtype(place_e(e) == target, dtype), ins,
-                      Meta((), (), (Rn, n), G, "float", True)), Rn
-    place_w = placer(metas[1], 0.0)
-    return P.emit(lambda e, w: xp.to_dtype(place_e(e) == target, dtype) * place_w(w), ins,
-                  Meta((), (), (Rn, n), G, "float", False)), Rn
+    r_lo, _ = P.extent(r)  # type: ignore[arg-type]
+    rv, _ = P.affine(move.R)
+    target = xp.to_dtype(xp.arange(r_lo, r_lo + R).reshape(1, R, 1) * move.s + rv.reshape(1, 1, -1), dtype)
+    block = xp.viewer((slice(None), slice(top, top + R), slice(left, left + ni)), shape)
+    e_of = shaped(metas[0], (B, 1, ni)) or (lambda e: e)
+    w_of = (shaped(metas[1], (B, 1, ni)) or (lambda w: w)) if part.weights is not None else None
+
+    def onehot(d: Any, e: Any, *w: Any) -> None:  # D[r, i] = (E[i] == s*r + R[i]) (* w[i])
+        rows = block(d)
+        xp.equal_into(e_of(e), target, rows)
+        if w_of:
+            xp.multiply_into(rows, w_of(w[0]))
+    return onehot, slots, zeros

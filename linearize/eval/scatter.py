@@ -1,4 +1,9 @@
-"""Rank scatter: [sum<i>(delta(E[i] - r) * Y[i]) for r] as rows of Y moved to positions E[i]."""
+"""Rank scatter: [sum<i>(delta(E[i] - r) * Y[i]) for r] as rows of Y moved to positions E[i].
+
+Oblivious: the one-hot (r, i) matrix times Y, one bmm. Sort: the sorted order's rows when E is a rank planned by
+`rank` (one index_select), else a gather of rows, or a scatter-add where positions collide; the one-hot product
+when it is small (ONEHOT_MAX multiply-adds).
+"""
 
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ def moved(P: Planner, n: Node) -> Moved | None:
     rest = [f for f in fs if f is not d]
     if s not in (1, -1) or not R.vars <= {i} or any(not f.free <= {i} or not is_float(f) for f in rest):
         return None
-    # the evaluator casts s*r + R to the float dtype: exact only below 2**mantissa
+    # the generic steps cast s*r + R to the float dtype: exact only below 2**mantissa
     if max(abs(bound(aff.arg, u).value(P.env)) for u in (False, True)) >= exact_below(P.dtype):
         return None
     return Moved(E, rest, R, s)
@@ -100,7 +105,7 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
                 out = xp.where(~missing.reshape(G, Rn, 1), out, 0)
         else:  # ranks collide: add the rows that land together
             out = xp.scatter_rows(y, tt, Rn)
-        if not my.finite and not xp.isfinite_all(y):  # 0 * inf is NaN in the evaluator's sum
+        if not my.finite and not xp.isfinite_all(y):  # 0 * inf is NaN in the generic steps' sum
             bad = xp.to_dtype(~is_finite(y), dtype)
             elsewhere = xp.sum(bad, 1).reshape(G, 1, F) - xp.scatter_rows(bad, tt, Rn)
             out = xp.where(elsewhere == 0, out, math.nan)
