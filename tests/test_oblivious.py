@@ -26,7 +26,7 @@ ALLOWED = {
     # static views, reshapes, copies and concatenation
     "as_strided", "view", "_unsafe_view", "reshape", "_reshape_alias", "unsqueeze", "squeeze", "expand", "permute",
     "transpose", "t", "slice", "select", "alias", "detach", "clone", "contiguous", "_to_copy", "copy_", "flip",
-    "cat", "empty", "empty_like", "zeros", "zeros_like",
+    "cat", "empty", "empty_like", "zeros", "zeros_like", "zero_", "fill_",
     # the input check's one host read of a finiteness reduction
     "_local_scalar_dense",
 }
