@@ -16,7 +16,7 @@ median of --runs rounds; at B=1 a round is 200 calls of each):
                       (data-dependent)
 
 Each linearized call checks its inputs (shapes, dtypes, finiteness of x and attn) and runs its cached plan.
-`--scaling` runs B=8, C=384, H=6 at N+1 = 65, 197, 401, 577 and 1025 instead (keep rate 0.7).
+`--scaling` runs B=8, C=384, H=6 at N+1 = 17, 33, 65, 197, 401, 577 and 1025 instead (keep rate 0.7).
 
 Every output is checked against the official reference before timing: the kept rows must be equal, the fused token
 equal to 1e-5. The peak memory of one call is measured in a fresh subprocess per implementation: the rise of the
@@ -46,7 +46,7 @@ from linearize.reference import _select
 from linearize.reference import evit as official
 
 CONFIGS = {"DeiT-S": (64, 196, 384, 6), "ViT-B/16": (64, 196, 768, 12), "small": (1, 16, 384, 6)}
-SCALING = {f"N+1={n + 1}": (8, n, 384, 6) for n in (64, 196, 400, 576, 1024)}
+SCALING = {f"N+1={n + 1}": (8, n, 384, 6) for n in (16, 32, 64, 196, 400, 576, 1024)}
 KEEP = 0.7
 IMPLS = ("official", "official core", "oblivious/torch", "oblivious/numpy", "sort/torch", "sort/numpy")
 SHAPES = {**CONFIGS, **SCALING}
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=9, help="interleaved rounds; the median is reported (default 9)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--configs", nargs="+", choices=list(SHAPES), default=None, help="which sizes to run")
-    ap.add_argument("--scaling", action="store_true", help="B=8, C=384, H=6 at N+1 = 65 ... 1025")
+    ap.add_argument("--scaling", action="store_true", help="B=8, C=384, H=6 at N+1 = 17 ... 1025")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
