@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "check": "property-test a program's linearized form against its torch reference",
     "prove": "prove equivalence over every ordering of the scores, exactly",
     "cost": "count comparisons, rank tests, multiplications and additions, or the MPC cost (--model mpc)",
+    "export": "write the linearized program as an ONNX model made only of data-oblivious ops",
 }
 
 
@@ -94,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     from .ir import IRError
     from .ir.program import InputError
     from .programs import UnknownProgram
+    from .rewrite.engine import LinearizeError
     try:
         args = build_parser().parse_args(argv)
         return int(importlib.import_module(f"linearize.commands.{args.command}").run(args))
-    except (UsageError, InputError, IRError, UnknownProgram) as e:
+    except (UsageError, InputError, IRError, UnknownProgram, LinearizeError) as e:
         print(f"linearize: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

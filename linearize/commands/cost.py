@@ -46,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
         result = cost(form)
     except CostError as e:
         raise UsageError(str(e)) from None
-    data = describe(result, sizes)
+    try:
+        data = describe(result, sizes)
+    except ValueError as e:  # a size other than N, k, C, H
+        raise UsageError(f"{e}: cost counts at the sizes N, k, C and H, and {result.program} has others") from None
     data["pipeline"] = None if form is prog else args.pipeline
     if args.json:
         print(json.dumps(data, indent=2))

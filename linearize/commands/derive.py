@@ -15,8 +15,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..programs import get
-    from ..rewrite import linearize
-    d = linearize(get(args.program), pipeline(args.pipeline))
+    from ..rewrite import LinearizeError, linearize
+    try:
+        d = linearize(get(args.program), pipeline(args.pipeline))
+    except LinearizeError as e:  # print the steps that applied, then the reason (exit 2)
+        if e.derivation is not None and args.format == "text":
+            print(e.derivation)
+        elif e.derivation is not None and args.format == "json":
+            print(e.derivation.dumps())
+        raise
     if args.format == "json":
         print(d.dumps())
     elif args.format == "latex":

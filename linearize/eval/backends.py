@@ -4,11 +4,13 @@ generic steps and strategies call. torch is imported only when its backend is as
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..ir import Op
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Backend:
     rows: Callable[[Any, Any], Any]  # (Y [G, n, F], src [G, R] int) -> Y[g, src[g, r]], [G, R, F]
     scatter_rows: Callable[[Any, Any, int], Any]  # (Y [G, n, F], t [G, n] in [0, R]) -> sums by t, [G, R, F]
     invert: Callable[[Any, int], Any]  # (t [G, n] in [0, R]) -> (src [G, R + 1], count [G, R + 1]): who lands where
+    # an op evaluated otherwise than its op-table `impl` on this backend: (xp, *arrays) -> array, by op
+    overrides: Mapping[Op, Callable[..., Any]] = field(default_factory=dict)
 
 
 def _np_argsort(a: np.ndarray, descending: bool) -> np.ndarray:

@@ -131,6 +131,7 @@ class Compiled:
         """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
         arrays, given, _ = self._check(kwargs)
         env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
+        self.program.check_reductions(env)
         return env, arrays, next(iter(arrays.values())).dtype
 
     def plan(self, **kwargs: Any) -> Plan:
@@ -141,6 +142,7 @@ class Compiled:
         plan = self._plans.get(key)
         if plan is None:  # new sizes: bind them (which checks them), then plan
             env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
+            self.program.check_reductions(env)
             first = next(iter(arrays.values()))
             plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES, generic_step,
                            self.strategy).plan(self.program.active_root(env))

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..ir import OPS, Affine, InputError, Node, Op, show
-from .backends import permuter
+from ..ir import OPS, Affine, InputError, Node, Op, Sym, show
+from .backends import Backend, permuter
 from .plan import Meta, chain, lift, reshaper
 from .planner import Choice, Planner, sort_axes
+
+
+def broadcast_dim(dims: tuple[int, ...]) -> int:
+    """The size axes of these sizes broadcast to: 1 only if all are 1 (an empty axis stays empty)."""
+    return next((d for d in dims if d != 1), 1)
 
 
 def broadcast(P: Planner, metas: list[Meta]) -> tuple[list[tuple[int, ...]], Meta]:
@@ -32,7 +37,7 @@ def broadcast(P: Planner, metas: list[Meta]) -> tuple[list[tuple[int, ...]], Met
     rank = max(len(m.own) for m in metas)
     shapes = [(m.batch, *(P.size(a) if a in m.axes else 1 for a in axes), *(1,) * (rank - len(m.own)), *m.own)
               for m in metas]
-    top = tuple(max(d) for d in zip(*shapes))
+    top = tuple(broadcast_dim(d) for d in zip(*shapes))
     kind = "int" if all(m.kind == "int" for m in metas) else "float"
     return shapes, Meta(axes, top[1:1 + len(axes)], top[1 + len(axes):], top[0], kind, all(m.finite for m in metas))
 
@@ -57,7 +62,7 @@ def _affine(P: Planner, n: Node) -> int:
 def _unary(P: Planner, n: Node) -> int:
     s = P.value(n.src[0])
     m = P.metas[s]
-    impl, xp = OPS[n.op].impl, P.xp
+    impl, xp = P.xp.overrides.get(n.op, OPS[n.op].impl), P.xp
     meta = replace(m, kind="float", finite=True) if OPS[n.op].kind == "step" else m
     return P.emit(lambda a: impl(xp, a), [s], meta)
 
@@ -72,7 +77,7 @@ def _binary(P: Planner, n: Node) -> int:
     shapes, meta = broadcast(P, [P.metas[i] for i in ins])
     meta = replace(meta, finite=False)  # may overflow
     ins, (ra, rb) = P.shaped(ins, shapes)
-    impl, xp = OPS[n.op].impl, P.xp
+    impl, xp = P.xp.overrides.get(n.op, OPS[n.op].impl), P.xp
     return P.emit(lift(lambda a, b: impl(xp, a, b), ra, rb), ins, meta)
 
 
@@ -176,7 +181,7 @@ def _cat(P: Planner, n: Node) -> int:
     ins = [P.slots[s] for s in n.src]
     shapes, meta = broadcast(P, [P.metas[i] for i in ins])
     pos = 1 + len(meta.axes) + n.arg
-    target = [max(d) for d in zip(*shapes)]
+    target = [broadcast_dim(d) for d in zip(*shapes)]
     fulls = [tuple(target[:pos]) + (sh[pos],) + tuple(target[pos + 1:]) for sh in shapes]
     xp = P.xp
     prep = [(reshaper(P.metas[i].shape, sh), full if full != sh else None) for i, sh, full in zip(ins, shapes, fulls)]
@@ -285,6 +290,13 @@ _GENERIC: dict[Op, Callable[[Planner, Node], int]] = {
 }
 # elementwise and selection ops are planned from their op-table facets, by kind
 _BY_KIND: dict[str, Callable[[Planner, Node], int]] = {"selection": _selection, "reduction": _reduction}
+
+
+def value(xp: Backend, env: Mapping[Sym, int], arrays: Mapping[str, Any], dtype: Any, n: Node) -> Any:
+    """n's value by the generic steps alone, laid out (batch, *one axis per free index variable, *own shape): for
+    callers that evaluate parts of a program (prove's regions, the exact evaluation) rather than compile it."""
+    batch = max(a.shape[0] for a in arrays.values()) if arrays else 1
+    return Planner(xp, env, batch, dtype, (), generic_step, "generic").plan(n).run(arrays)
 
 
 def generic_step(n: Node) -> Choice:

@@ -21,6 +21,13 @@ class InputError(ValueError):
     """Inputs or sizes that do not fit the program: the message names the problem."""
 
 
+# what an input is to the checker and the prover (docs/checker.md, docs/prove.md):
+#   feature -- token features the output is linear in once the comparisons are fixed (x); drawn freely
+#   score   -- values the program compares (heaviside, delta, topk, rank, sorts read them); drawn with ties
+#   value   -- other values that flow polynomially and are never compared (a value tensor); drawn freely
+ROLES = ("feature", "score", "value")
+
+
 @dataclass(frozen=True)
 class Constraint:
     """lo <= size <= hi, checked before every evaluation."""
@@ -52,6 +59,7 @@ class Program:
     features: tuple[str, ...] = ("x",)  # inputs the output must be linear in, once scores are fixed
     doc: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    roles: Mapping[str, str] = field(default_factory=dict, compare=False)  # input -> ROLES; see role()
 
     def __post_init__(self) -> None:
         names = [n.arg[0] for n in self.inputs]
@@ -60,6 +68,10 @@ class Program:
                 raise IRError(f"program {self.name}: inputs must be tensor() nodes")
         if len(set(names)) != len(names):
             raise IRError(f"program {self.name}: duplicate input names {names}")
+        for name, role in self.roles.items():
+            if name not in names or role not in ROLES:
+                raise IRError(f"program {self.name}: role {name!r}: {role!r} must name an input and be one of "
+                              f"{', '.join(ROLES)}")
         for root in self.roots():
             if root.free:
                 unbound = ", ".join(sorted(v.name for v in root.free))
@@ -88,6 +100,10 @@ class Program:
     @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(n.arg[0] for n in self.inputs)
+
+    def role(self, name: str) -> str:
+        """The input's role (ROLES): as declared in `roles`, else feature for the features (x), score otherwise."""
+        return self.roles.get(name) or ("feature" if name in self.features else "score")
 
     @property
     def given_sizes(self) -> tuple[str, ...]:
@@ -153,6 +169,17 @@ class Program:
                 return e.value
         return self.output
 
+    def check_reductions(self, env: Mapping[Sym, int]) -> None:
+        """An InputError for a mean or max over an empty axis (H = 0) at these sizes: it has no value. An empty sum
+        is 0, and an empty batch or channel axis gives an empty result."""
+        from .ops import OPS
+        from .printing import show
+        for n in self.active_root(env).toposort():
+            spec = OPS[n.op]
+            if spec.kind == "reduction" and n.src[0].shape[spec.axis(n)].value(dict(env)) == 0:
+                sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(env.items(), key=lambda t: t[0].name))
+                raise InputError(f"{spec.name} over an empty axis in `{show(n)}` ({sizes})")
+
     def signature(self) -> str:
         ins = ", ".join(f"{n.arg[0]}: [{', '.join(str(d) for d in n.arg[1])}]" for n in self.inputs)
         cons = ", ".join(f"{c.size.name}: {c.lo} <= {c.size.name} <= {c.hi}" for c in self.constraints)
@@ -203,13 +230,20 @@ def _size_syms(n: Node) -> set[Sym]:
 def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
             early_returns: list[tuple[Any, Any, Node]] | None = None,
-            features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None) -> Program:
+            features: tuple[str, ...] | None = None, doc: str = "", meta: Mapping[str, Any] | None = None,
+            roles: Mapping[str, str] | None = None) -> Program:
     """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
-    meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to."""
+    meta={"reference": "topk"} names the reference a hand-written or renamed program answers to;
+    roles={"x": "feature", "score": "score", "v": "value"} says what each input is (default: x is the feature,
+    every other input a score); the features default to the inputs whose role is feature."""
+    roles = dict(roles or {})
+    if features is None:
+        names = [n.arg[0] for n in inputs]
+        features = tuple(n for n in names if roles.get(n, "feature" if n == "x" else "score") == "feature")
     cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi))
                  for s, (lo, hi) in (sizes or {}).items())
     early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
-    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}))
+    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}), roles)
 
 
 def keep_rate_to_k(keep_rate: float, n: int) -> int:

@@ -21,7 +21,12 @@ from ..ir.tree import Trees
 
 
 class LinearizeError(RuntimeError):
-    """The pipeline's result is not in linearized form; the message lists what is left."""
+    """The pipeline's result is not in linearized form; the message lists what is left, `derivation` holds the
+    steps that did apply (None when the pipeline itself failed)."""
+
+    def __init__(self, message: str, derivation: Derivation | None = None):
+        super().__init__(message)
+        self.derivation = derivation
 
 
 # --- rules, passes, derivations ------------------------------------------------------------------

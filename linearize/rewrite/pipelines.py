@@ -53,5 +53,5 @@ def linearize(program: Program, pipeline: Iterable[Pass] | None = None, *, requi
     if require:
         problems = linearized_problems(d.result)
         if problems:
-            raise LinearizeError(f"{program.name}: the result is not in linearized form: " + "; ".join(problems))
+            raise LinearizeError(f"{program.name} cannot be lowered to linearized form: " + "; ".join(problems), d)
     return d
