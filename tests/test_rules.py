@@ -180,12 +180,6 @@ CASES: list[tuple] = [
     ("argmax-first", "one-hot", stack_over(i, sum_over(j, delta(FIRST_LARGER[i] - j) * x[j])),
      lambda X, K, kk: X[first_larger(K)]),
     ("argmax-first", "vector", argmax(key, axis=0) + 0.0, lambda X, K, kk: np.float64(np.argmax(K))),
-    ("sorted-range-sum", "head-slice", sum_over(index("m", k), sort_by_key(key, key, True)[:k][index("m", k)]
-                                                * sort_by_key(x, key, True)[:k][index("m", k)]),
-     lambda X, K, kk: weighted(X, K, order(K)[:kk])),
-    ("sorted-range-sum", "offset-slice",
-     sum_over(index("m", k - 1), sort_by_key(x, key, False)[1:k][index("m", k - 1)]),
-     lambda X, K, kk: X[order(K, False)[1:kk]].sum(0)),
     ("mask-first", "two-masks", stack_over(i, (heaviside(i - k + 1) * delta(key[i] - key[0])) * (key[i] * x[i])),
      lambda X, K, kk: ((np.arange(len(K)) >= kk) * (K == K[0]) * K)[:, None] * X),
 ]

@@ -17,8 +17,8 @@ def scatter_add(n: Node, ctx: Context) -> Node | None:
     if n.op is not Op.SCATTER_ADD:
         return None
     X, idx, Y = n.src
-    q = fresh("q", 0, X.shape[0], [X, idx, Y])
-    m = fresh("m", 0, idx.shape[0], [X, idx, Y])
+    q = fresh("q", 0, X.shape[0], [X, idx, Y], ctx.sizes)
+    m = fresh("m", 0, idx.shape[0], [X, idx, Y], ctx.sizes)
     qa, ma = affine(q), affine(m)
     lands = node(Op.DELTA, (node(Op.SUB, (node(Op.INDEX, (idx, ma), 0), qa)),))
     added = node(Op.SUM, (node(Op.MUL, (lands, node(Op.INDEX, (Y, ma), 0))),), m)

@@ -28,42 +28,29 @@ def kth_to_rank(n: Node, ctx: Context) -> Node | None:
     return node(Op.SUM, (node(Op.MUL, (hit, node(Op.INDEX, (X, affine(i)), 0))),), i)
 
 
-def _sorted_row(u: Node) -> tuple[Node, Affine] | None:
-    """(the sort, the offset a) for a row sort_by_key(...)[e] or sort_by_key(...)[a:b][e] (position a + e)."""
-    rows = u.src[0]
-    if rows.op is Op.SORT_BY_KEY:
-        return rows, Affine()
-    if rows.op is Op.SLICE and rows.arg[0] == 0 and rows.src[0].op is Op.SORT_BY_KEY:
-        return rows.src[0], rows.arg[1]
-    return None
-
-
 @rule("sorted-range-sum",
       "sum<lo <= r < hi>(f(sort_by_key(A, key)[r])) = "
-      "sum<i < n>(heaviside(rank(key)[i] - lo + 1) * heaviside(hi - rank(key)[i]) * f(A[i]))  "
-      "(rows of sort_by_key(A, key)[a:b] are at positions shifted by a)")
+      "sum<i < n>(heaviside(rank(key)[i] - lo + 1) * heaviside(hi - rank(key)[i]) * f(A[i]))")
 def sorted_range_sum(n: Node, ctx: Context) -> Node | None:
     if n.op is not Op.SUM:
         return None
     r, body = n.arg, n.src[0]
     uses = [u for u in body.toposort() if u.op is Op.INDEX and u.arg == 0 and u.src[1].arg == Affine.of(r)
-            and _sorted_row(u) is not None]
-    found = {(s.src[1], s.arg, a) for s, a in map(_sorted_row, uses)}  # type: ignore[misc]
-    if len(found) != 1:
+            and u.src[0].op is Op.SORT_BY_KEY]
+    orders = {(u.src[0].src[1], u.src[0].arg) for u in uses}
+    if len(orders) != 1:
         return None
-    key, descending, offset = found.pop()
-    i = fresh("i", 0, key.shape[0], [body], ctx.sizes)
-    new_body = replace_nodes(body, {u: node(Op.INDEX, (_sorted_row(u)[0].src[0], affine(i)), 0)  # type: ignore[index]
-                                    for u in uses})
+    key, descending = orders.pop()
+    i = fresh("i", 0, key.shape[0], [body])
+    new_body = replace_nodes(body, {u: node(Op.INDEX, (u.src[0].src[0], affine(i)), 0) for u in uses})
     if r in new_body.free or r.lo.vars or r.hi.vars:
         return None
-    lo, hi = r.lo + offset, r.hi + offset  # the sorted positions the sum visits
     rank_i = node(Op.INDEX, (node(Op.RANK, (key,), descending), affine(i)), 0)
     masks = []
-    if not ctx.nonneg(-lo):  # rank >= lo, i.e. rank - lo + 1 > 0 for integer ranks (trivial when lo <= 0)
-        masks.append(node(Op.HEAVISIDE, (node(Op.SUB, (rank_i, affine(lo - 1))),)))
-    if not ctx.nonneg(hi - key.shape[0]):  # rank < hi (trivial when hi >= n)
-        masks.append(node(Op.HEAVISIDE, (node(Op.SUB, (affine(hi), rank_i)),)))
+    if not ctx.nonneg(-r.lo):  # rank >= lo, i.e. rank - lo + 1 > 0 for integer ranks (trivial when lo <= 0)
+        masks.append(node(Op.HEAVISIDE, (node(Op.SUB, (rank_i, affine(r.lo - 1))),)))
+    if not ctx.nonneg(r.hi - key.shape[0]):  # rank < hi (trivial when hi >= n)
+        masks.append(node(Op.HEAVISIDE, (node(Op.SUB, (affine(r.hi), rank_i)),)))
     return node(Op.SUM, (product([*masks, new_body]),), i)
 
 
