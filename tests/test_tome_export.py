@@ -74,3 +74,26 @@ def test_cli_export(tmp_path):
     assert "onnxruntime at B = 1 and 3 matches" in res.stdout
     res = cli("--onnx", "u.onnx", "--size", "T=33", "--c", "8")
     assert res.returncode == 2 and "needs static sizes c, r" in res.stderr and not (tmp_path / "u.onnx").exists()
+
+
+def test_the_default_plan_is_data_oblivious():
+    """Every aten op of a call of the default plan is elementwise, a reduction (sum, amax: a maximum as a value), a
+    matrix product or a static view (test_oblivious's allow-list, plus amax, and pow for the norms' square roots),
+    none is data-dependent, and the trace (ops, shapes, strides, arguments) is the same for continuous and tied
+    metrics: the same work whatever the values."""
+    from test_oblivious import ALLOWED, DATA_DEPENDENT, Recorder
+
+    f = L.compile(L.linearize(L.programs.get("tome")).result, "torch")
+    traces = []
+    for tied in (False, True):
+        x, metric, size = inputs(3, 17, seed=int(tied))
+        if tied:  # duplicated rows of exact norm: equal similarities in rows and among edge weights
+            metric = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])[torch.randint(0, 2, (3, 17))]
+        f(x=x, metric=metric, size=size, r=5)  # plans
+        with Recorder() as rec:
+            f(x=x, metric=metric, size=size, r=5)
+        traces.append(rec)
+    ops = set(traces[0].ops)
+    assert not ops & DATA_DEPENDENT, ops & DATA_DEPENDENT
+    assert ops <= ALLOWED | {"amax", "pow", "lift_fresh"}, ops - ALLOWED
+    assert traces[0].trace == traces[1].trace
