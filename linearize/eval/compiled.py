@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..ir import Sym
-from ..ir.program import InputError, Program
+from ..ir.program import REQUIREMENTS, InputError, Program
 from .backends import get_backend
 from .generic import Evaluation, Val
 from .plan import Plan
@@ -41,6 +41,10 @@ def on_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any:
         torch.set_num_threads(before)
 
 
+# REQUIREMENTS (ir/program.py) on a batch of values, numpy or torch: whether the condition holds everywhere
+_HOLDS: dict[str, Any] = {"positive": lambda a: bool((a > 0).all())}
+
+
 class Compiled:
     """A program bound to a backend: call it with the inputs and sizes by name, f(x=..., attn=..., k=...).
 
@@ -62,6 +66,7 @@ class Compiled:
         self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
         self._given = program.given_sizes
         self._allowed = frozenset(program.input_names) | frozenset(self._given)
+        self._requires = dict(program.requires)  # the program's conditions on values (POMT: attn > 0)
 
     def _check(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], tuple]:
         """The inputs as this backend's arrays, the given sizes, and the plan cache key; raises on bad input."""
@@ -87,6 +92,8 @@ class Compiled:
                 raise InputError(f"{name} must be a floating-point array, got {a.dtype}")
             if not finite(a):
                 raise InputError(f"{name} contains NaN or infinite values")
+            if name in self._requires and not _HOLDS[self._requires[name]](a):
+                raise InputError(f"{name} {REQUIREMENTS[self._requires[name]]}")
             sh = a.shape
             if batch is None:
                 batch, dtype = sh[0], a.dtype

@@ -27,6 +27,12 @@ class InputError(ValueError):
 #   value   -- other values that flow polynomially and are never compared (a value tensor); drawn freely
 ROLES = ("feature", "score", "value")
 
+# conditions a program may require of an input's values (Program.requires), checked with the inputs' finiteness
+# before every evaluation, and honoured by the checker's draws
+REQUIREMENTS: dict[str, str] = {
+    "positive": "must be > 0 everywhere",  # POMT's attn: a softmax's values (its metric divides by their maximum)
+}
+
 
 @dataclass(frozen=True)
 class Constraint:
@@ -75,6 +81,7 @@ class Program:
     doc: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
     roles: Mapping[str, str] = field(default_factory=dict, compare=False)  # input -> ROLES; see role()
+    requires: tuple[tuple[str, str], ...] = ()  # (input, condition in REQUIREMENTS): POMT's attn > 0
 
     def __post_init__(self) -> None:
         names = [n.arg[0] for n in self.inputs]
@@ -87,6 +94,10 @@ class Program:
             if name not in names or role not in ROLES:
                 raise IRError(f"program {self.name}: role {name!r}: {role!r} must name an input and be one of "
                               f"{', '.join(ROLES)}")
+        for name, cond in self.requires:
+            if name not in names or cond not in REQUIREMENTS:
+                raise IRError(f"program {self.name}: requires ({name!r}, {cond!r}): name an input and one of "
+                              f"{', '.join(REQUIREMENTS)}")
         for root in self.roots():
             if root.free:
                 unbound = ", ".join(sorted(v.name for v in root.free))
@@ -246,12 +257,13 @@ def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
             early_returns: list[tuple[Any, ...]] | None = None,
             features: tuple[str, ...] | None = None, doc: str = "", meta: Mapping[str, Any] | None = None,
-            roles: Mapping[str, str] | None = None) -> Program:
+            roles: Mapping[str, str] | None = None, requires: Mapping[str, str] | None = None) -> Program:
     """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x` and
     [(N - 1 - r, "<=", 1, x)] `if N - 1 - r <= 1: return x` (the first that holds returns);
     meta={"reference": "topk"} names the reference a hand-written or renamed program answers to;
     roles={"x": "feature", "score": "score", "v": "value"} says what each input is (default: x is the feature,
-    every other input a score); the features default to the inputs whose role is feature."""
+    every other input a score); the features default to the inputs whose role is feature; requires={"attn":
+    "positive"} checks a condition (REQUIREMENTS) on an input's values before every evaluation."""
     roles = dict(roles or {})
     if features is None:
         names = [n.arg[0] for n in inputs]
@@ -259,7 +271,8 @@ def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
     cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi))
                  for s, (lo, hi) in (sizes or {}).items())
     early = tuple(_early_return(e) for e in early_returns or [])
-    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}), roles)
+    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}), roles,
+                   tuple((requires or {}).items()))
 
 
 def _early_return(e: tuple[Any, ...]) -> EarlyReturn:
