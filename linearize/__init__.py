@@ -74,9 +74,21 @@ __all__ = [
     "stack_over",
     "sum_over",
     "tensor",
+    "to_module",
     "topk",
 ]
 __version__ = "0.1.0"
+
+
+def to_module(program: Program, **options: object) -> object:
+    """The program as a torch.nn.Module made only of data-oblivious operations, at static sizes:
+    to_module(programs.get("evit"), N=196, k=138, C=768, H=12). A program with data-dependent ops (topk, gather,
+    ...) is linearized first with the default pipeline. See `linearize.export.to_module` for the options;
+    torch is imported on the first call, not by `import linearize`."""
+    from .export.module import to_module as export_module
+    from .ir.ops import SELECTIONS
+    dependent = any(n.op in SELECTIONS for r in program.roots() for n in r.toposort())
+    return export_module(linearize(program).result if dependent else program, **options)  # type: ignore[arg-type]
 
 
 def _latex(kind: str) -> object:
@@ -93,8 +105,11 @@ LATEX.update({kind: _latex(kind) for kind in ("program", "derivation", "step")})
 
 
 def __getattr__(name: str) -> object:
-    """`to_sympy` and `check` are loaded on first use, so that `import linearize` imports neither sympy nor
-    hypothesis (nor torch)."""
+    """`to_sympy`, `check` and `timm` are loaded on first use, so that `import linearize` imports neither sympy
+    nor hypothesis (nor torch)."""
+    if name == "timm":
+        import importlib
+        return importlib.import_module(".timm", __name__)
     if name == "to_sympy":
         from .show.sympy_bridge import to_sympy
         return to_sympy

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "check": "property-test a program's linearized form against its torch reference",
     "prove": "prove equivalence over every ordering of the scores, exactly",
     "cost": "count comparisons, rank tests, multiplications and additions, or the MPC cost (--model mpc)",
+    "export": "write the linearized program as an ONNX model made only of data-oblivious ops",
 }
 
 

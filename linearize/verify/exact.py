@@ -1,4 +1,4 @@
-"""Exact rational evaluation: the generic evaluator (eval/generic.py) on numpy object arrays of Fractions.
+"""Exact rational evaluation: the generic semantics (eval/generic.py) on numpy object arrays of Fractions.
 
 prove uses it for programs that divide (by a size, or a mean over several entries) or hold constants float64
 would round in a product: every value is then an exact rational, and `==` is the right comparison. It is slower
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..eval.backends import NUMPY, Backend
-from ..eval.generic import Evaluation, Val
-from ..ir import Node, Op
+from ..eval.generic import value
+from ..ir import Op
 from ..ir.program import Program
 
 
@@ -47,6 +47,10 @@ def _where(c: Any, a: Any, b: Any) -> Any:
     return np.where(c, _exact(a), _exact(b))
 
 
+def _divide(xp: Any, a: Any, b: Any) -> Any:  # the op table's a / b on two Python ints would give a float
+    return _to_fraction(_exact(a)) / _exact(b)
+
+
 def _mean(a: Any, axis: int, d: Any = None) -> Any:
     return _to_fraction(np.add.reduce(a, axis, initial=0)) / (a.shape[axis] if d is None else d)
 
@@ -60,24 +64,14 @@ EXACT: Backend = replace(
     sum=lambda a, axis: np.add.reduce(a, axis, initial=0) if a.dtype == object else a.sum(axis=axis),
     mean=_mean,
     where=_where,
+    overrides={Op.DIV: _divide},  # exactly
 )
-
-
-class ExactEvaluation(Evaluation):
-    """The generic evaluation, with a division that divides exactly (the op table's a / b on two Python ints
-    would give a float)."""
-
-    def eval(self, n: Node) -> Val:
-        if n.op is Op.DIV:
-            (a, b), axes = self.align([self.value(s) for s in n.src])
-            return Val(_to_fraction(_exact(a)) / _exact(b), axes)
-        return super().eval(n)
 
 
 def evaluate(program: Program, inputs: dict[str, Any], given: dict[str, int]) -> np.ndarray:
     """The program's output [B, ...] as Fractions; inputs are batched arrays (floats or Fractions)."""
     arrays = {name: _exact(a) for name, a in inputs.items()}
     env = program.bind_sizes({name: a.shape[1:] for name, a in arrays.items()}, given)
-    out = ExactEvaluation(EXACT, env, arrays, object).run(program.active_root(env))
+    out = value(EXACT, env, arrays, object, program.active_root(env))
     batch = next(iter(arrays.values())).shape[0]
     return np.broadcast_to(out, (batch, *out.shape[1:])) if out.shape[0] != batch else out

@@ -260,22 +260,21 @@ def read_positions(a: Analysis, root: Node, env: Mapping[Sym, int], shapes: Mapp
     entry's number; reads that cannot be evaluated at these sizes (an index out of range) are skipped: the
     program's own evaluation reports them."""
     from ..eval.backends import NUMPY
-    from ..eval.generic import Evaluation
+    from ..eval.generic import value
     ids = {name: (np.arange(math.prod(shapes[name]), dtype=np.float64) + 1).reshape((1, *shapes[name]))
            for name in a.scores}
     inputs = {**{n: np.zeros((1, *shapes[n])) for n in a.linear}, **ids}
-    ev = Evaluation(NUMPY, env, inputs, np.float64)
     found: set[tuple[str, int]] = set()
     problems = []
     for r in reads:
         try:
-            ev.run(r)
+            data = value(NUMPY, env, inputs, np.float64, r)
         except (InputError, IndexError, ValueError):
             continue
         for n in r.toposort():
             if n.op in REDUCE and n in a.chain and n.src[0].shape[OPS[n.op].axis(n)].value(dict(env)) != 1:
                 problems.append(f"reads the {OPS[n.op].name} of several scores: {show(n)}")
-        vals = np.abs(ev.memo[r].data).ravel()
+        vals = np.abs(data).ravel()
         name = a.source(r)
         found |= {(name, int(v) - 1) for v in np.unique(vals) if v >= 1}
     return found, problems
