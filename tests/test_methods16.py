@@ -415,3 +415,28 @@ def test_pomt_requires_a_positive_attention():
         evaluate(linearized("pomt"), "numpy", True, inputs, 2, "pomt")
     with pytest.raises(L.IRError, match="requires"):
         program("bad", [tensor("x", *sizes("N C"))], tensor("x", *sizes("N C")), requires={"x": "even"})
+
+
+# --- export: the linearized forms as torch modules and ONNX, made of allowed ops only -----------------------------
+def test_export_to_module_and_onnx(tmp_path):
+    import onnxruntime as ort
+
+    from linearize.export import to_module
+    from linearize.export.onnx import export_onnx, forbidden_ops
+    rng = np.random.default_rng(9)
+    static = {"pomt": {"N": 8, "C": 3, "H": 2, "D": 2, "r": 3}, "dynamicvit": {"N": 8, "C": 3, "k": 3},
+              "dynamicvit-ordered": {"N": 8, "C": 3, "k": 5}}
+    for name in NAMES:
+        module = to_module(linearized(name), **static[name])
+        size = static[name][size_name(name)]
+        for tied in (0, 2):
+            inputs = draw(name, rng, 3, 8, np.float32, tied)
+            want = reference(name, inputs, size, tied > 0)
+            got = module(**{k: torch.from_numpy(a) for k, a in inputs.items()}).numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+        model = export_onnx(module, str(tmp_path / f"{name}.onnx"))
+        assert forbidden_ops(model) == [], name
+        session = ort.InferenceSession(str(tmp_path / f"{name}.onnx"))
+        inputs = draw(name, rng, 2, 8, np.float32)
+        got = session.run(None, inputs)[0]
+        np.testing.assert_allclose(got, reference(name, inputs, size, False), rtol=1e-5, atol=1e-6, err_msg=name)
