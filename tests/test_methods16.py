@@ -57,9 +57,9 @@ def softmax(a: np.ndarray) -> np.ndarray:
 def draw(name: str, rng: np.random.Generator, b: int, n: int, dtype, tied: int = 0) -> dict[str, np.ndarray]:
     """Inputs for one program; tied > 0 puts the N patch tokens in `tied` classes whose scores are equal exactly:
     DynamicViT's score from `tied` values, POMT's attention columns and value rows copied within a class. POMT's
-    tied attention is then rounded to multiples of 1/64, so that metric_attn's column sums are exact in float32 in
-    any order of addition: torch sums some columns of a [B, N, N] tensor in another order than others, which
-    would break a tie in the reference itself (seen at N = 6)."""
+    tied attention is then rounded to positive multiples of 1/64, so that metric_attn's column sums are exact in
+    float32 in any order of addition: torch sums some columns of a [B, N, N] tensor in another order than others,
+    which would break a tie in the reference itself (seen at N = 6)."""
     c = 3
     x = rng.normal(size=(b, n + 1, c))
     classes = rng.integers(0, tied, size=(b, n)) if tied else None
@@ -74,7 +74,7 @@ def draw(name: str, rng: np.random.Generator, b: int, n: int, dtype, tied: int =
             for j, cl in enumerate(classes[bb]):
                 rep = first.setdefault(cl, j)
                 attn[bb, :, :, 1 + j], v[bb, :, 1 + j] = attn[bb, :, :, 1 + rep], v[bb, :, 1 + rep]
-        attn = np.round(attn * 64) / 64
+        attn = np.maximum(np.round(attn * 64), 1) / 64  # positive, as the program requires
     return {"x": x.astype(dtype), "attn": attn.astype(dtype), "v": v.astype(dtype)}
 
 
@@ -194,11 +194,15 @@ def dynamicvit_by_hand(bug: str | None = None, ordered: bool = False) -> Program
     return program(f"{name}-{bug}", [x, score], cat(x[0:1], kept), sizes={k: (1, N)})
 
 
-def pomt_by_hand(bug: str | None = None) -> Program:
-    """POMT's linearized form written out, reusing the program's metric; bugs in the kept rows or the mean."""
-    metric = next(d for d in get("pomt").output.toposort() if d.op is L.Op.DEF and d.arg == "metric")
+def pomt_by_hand(bug: str | None = None, selection: bool = False) -> Program:
+    """POMT's linearized form written out, reusing the program's metric (or, selection=True, with the metric as an
+    input, as pomt_selection has it: what prove settles); bugs in the kept rows or the mean."""
     N, C, H, D, r = sizes("N C H D r")
     x, attn, v = tensor("x", N + 1, C), tensor("attn", H, N + 1, N + 1), tensor("v", H, N + 1, D)
+    if selection:
+        metric = tensor("metric", N)
+    else:
+        metric = next(d for d in get("pomt").output.toposort() if d.op is L.Op.DEF and d.arg == "metric")
     i, j, q = index("i", N), index("j", N), index("q", N - 1 - r)
     tie = index("j", i + 1, N) if bug == "ties-reversed" else index("j", 0, i)
     rank = define("rank", i, sum_over(j, heaviside(metric[j] - metric[i])) + sum_over(tie, delta(metric[tie]
@@ -209,8 +213,12 @@ def pomt_by_hand(bug: str | None = None) -> Program:
     count = {"mean-of-kept": N - 1 - r, "divisor": r}.get(bug, r + 1)
     fused = sum_over(i, mask * x[i + 1]) / count
     T = N - 1 - r
+    early = [(r, 0, x), (T, "<=", 1, x)]
+    if selection:
+        return program(f"pomt-selection-{bug}", [x, metric], cat(x[0:1], kept, fused[None]), sizes={r: (0, N)},
+                       early_returns=early)
     return program(f"pomt-{bug}", [x, attn, v], cat(x[0:1], kept, fused[None]), sizes={r: (0, N)},
-                   early_returns=[(r, 0, x), (T, "<=", 1, x)])
+                   early_returns=early, requires={"attn": "positive"})
 
 
 def refuted(prog: Program, name: str) -> str | None:
@@ -332,3 +340,103 @@ def test_cost_takes_each_programs_own_sizes(capsys):
                                                                "r out of range"),
                            (["dynamicvit", "--size", "r=3"], "has no size r"), (["pomt", "--size", "N=3"], "--n")]:
         assert main(["cost", *argv]) == 2 and fragment in capsys.readouterr().err, argv
+
+
+
+# --- check and prove, from the API and the command line -------------------------------------------------------
+MUTANTS = {"dynamicvit": (lambda bug: dynamicvit_by_hand(bug), ["ties-reversed", "off-by-one"]),
+           "dynamicvit-ordered": (lambda bug: dynamicvit_by_hand(bug, ordered=True), ["ties-reversed", "off-by-one"]),
+           "pomt": (pomt_by_hand, ["ties-reversed", "mean-off-by-one", "mean-of-kept", "divisor"])}
+
+
+def test_check_and_prove_pass_from_the_command_line(capsys):
+    from linearize.cli import main
+    for name in NAMES:
+        assert main(["check", name, "--examples", "60"]) == 0, name
+        assert ": ok, 60 examples" in capsys.readouterr().out
+    for target in ("dynamicvit", "dynamicvit-ordered", "linearize.programs.pomt:pomt_selection"):
+        assert main(["prove", target, "--max-n", "6"]) == 0, target
+        assert "proved for n <= 6" in capsys.readouterr().out
+    # pomt's comparisons read its computed metric: prove says so, and names the part it can settle
+    assert main(["prove", "pomt", "--max-n", "3"]) == 2
+    assert "linearize prove linearize.programs.pomt:pomt_selection" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mutants_are_refuted_by_check_and_prove(name):
+    """Each planted bug: check finds a counterexample against the torch reference, prove against the original form.
+    POMT's are checked and proved on its selection, with the metric as an input (pomt_selection: the part the
+    rewrites touch; checking the whole program shrinks a counterexample through the metric's inputs, slowly), and
+    the tie-break bug on the whole program too."""
+    from linearize.programs.pomt import pomt_selection
+    from linearize.verify.check import check, references
+    from linearize.verify.prove import prove
+    build, bugs = MUTANTS[name]
+    if name == "pomt":
+        build, reference, original = (lambda bug: pomt_by_hand(bug, selection=True)), pomt_selection(), \
+            pomt_selection()
+        assert not check(pomt_by_hand("ties-reversed"), references()["pomt_per_image"], examples=300).ok
+    else:
+        reference, original = references()[get(name).meta["reference"]], get(name)
+    assert check(build(None), reference, examples=60).ok and prove(build(None), original, max_n=5).ok
+    for bug in bugs:
+        result = check(build(bug), reference, examples=300)
+        assert not result.ok and (result.counterexample.rows or result.counterexample.problem), bug
+        proof = prove(build(bug), original, max_n=5)
+        assert not proof.ok and proof.counterexample is not None, bug
+
+
+def test_check_against_the_official_pomt_finds_the_batch_dependence(tmp_path, capsys):
+    """On a batch of two images whose attention differs in scale, the official code (batch-wide maximum) gives one
+    image another output than it gets alone; check with the official function as the reference finds it on those
+    inputs (a function is called on every input; a reference by name is called in its stable, per-image variant on
+    the user's inputs), the per-image reference does not."""
+    from linearize.cli import main
+    rng = np.random.default_rng(3)
+    for _ in range(20):  # a batch where the official output differs from the per-image one
+        inputs = draw("pomt", rng, 2, 8, np.float32)
+        inputs["attn"][1] *= np.float32(0.3)
+        t = [torch.from_numpy(a) for a in inputs.values()]
+        if not np.allclose(R.pomt(*t, 2).numpy(), R.pomt_per_image(*t, 2).numpy()):
+            break
+    np.savez(tmp_path / "batch.npz", **inputs, r=np.array(2))
+    argv = ["check", "pomt", "--inputs", str(tmp_path / "batch.npz"), "--examples", "20"]
+    assert main([*argv, "--reference", "linearize.reference:pomt"]) == 1
+    out = capsys.readouterr().out
+    assert "counterexample on your inputs" in out and "batch 1" in out, out
+    assert main(argv) == 0 and "equals pomt_per_image" in capsys.readouterr().out
+
+
+def test_pomt_requires_a_positive_attention():
+    rng = np.random.default_rng(4)
+    inputs = draw("pomt", rng, 1, 5, np.float64)
+    inputs["attn"][0, 0, 3, 2] = 0.0  # the official code accepts a zero; 0 / 0 only when a whole image's is zero
+    with pytest.raises(L.InputError, match="attn must be > 0 everywhere"):
+        evaluate(linearized("pomt"), "numpy", True, inputs, 2, "pomt")
+    with pytest.raises(L.IRError, match="requires"):
+        program("bad", [tensor("x", *sizes("N C"))], tensor("x", *sizes("N C")), requires={"x": "even"})
+
+
+# --- export: the linearized forms as torch modules and ONNX, made of allowed ops only -----------------------------
+def test_export_to_module_and_onnx(tmp_path):
+    import onnxruntime as ort
+
+    from linearize.export import to_module
+    from linearize.export.onnx import export_onnx, forbidden_ops
+    rng = np.random.default_rng(9)
+    static = {"pomt": {"N": 8, "C": 3, "H": 2, "D": 2, "r": 3}, "dynamicvit": {"N": 8, "C": 3, "k": 3},
+              "dynamicvit-ordered": {"N": 8, "C": 3, "k": 5}}
+    for name in NAMES:
+        module = to_module(linearized(name), **static[name])
+        size = static[name][size_name(name)]
+        for tied in (0, 2):
+            inputs = draw(name, rng, 3, 8, np.float32, tied)
+            want = reference(name, inputs, size, tied > 0)
+            got = module(**{k: torch.from_numpy(a) for k, a in inputs.items()}).numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
+        model = export_onnx(module, str(tmp_path / f"{name}.onnx"))
+        assert forbidden_ops(model) == [], name
+        session = ort.InferenceSession(str(tmp_path / f"{name}.onnx"))
+        inputs = draw(name, rng, 2, 8, np.float32)
+        got = session.run(None, inputs)[0]
+        np.testing.assert_allclose(got, reference(name, inputs, size, False), rtol=1e-5, atol=1e-6, err_msg=name)

@@ -112,9 +112,10 @@ def _selection(name: str, tensors: dict, sizes: dict[str, int]) -> tuple[Any, in
         return tensors["attn"][:, :, 0, 1:].mean(dim=1), sizes["k"], "torch.topk"  # as the reference scores tokens
     if name.startswith("dynamicvit"):
         return tensors["score"], sizes["k"], "torch.argsort"
-    if name == "pomt" and sizes["r"] > 0 and n - 1 - sizes["r"] > 1:
+    if name.startswith("pomt") and sizes["r"] > 0 and n - 1 - sizes["r"] > 1:  # pomt, pomt_per_image
         from ..verify.reference_pomt import pomt_metric
-        return pomt_metric(tensors["attn"], tensors["v"])[..., 0], n - 1 - sizes["r"], "torch.argsort"
+        metric = pomt_metric(tensors["attn"], tensors["v"], per_image=name == "pomt_per_image")
+        return metric[..., 0], n - 1 - sizes["r"], "torch.argsort"
     return None
 
 

@@ -65,7 +65,7 @@ def _normable_rows(a: Any) -> bool:
         return bool(((squares > 0) & (squares < math.inf)).all())
 
 
-# REQUIREMENTS (ir/program.py) on a batch of values (numpy or torch): whether the condition holds for every image
+# REQUIREMENTS (ir/program.py) on a batch of values, numpy or torch: whether the condition holds everywhere
 _HOLDS: dict[str, Any] = {"positive": lambda a: bool((a > 0).all()), "normable_rows": _normable_rows}
 
 
@@ -90,6 +90,7 @@ class Compiled:
         self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
         self._given = program.given_sizes
         self._allowed = frozenset(program.input_names) | frozenset(self._given)
+        self._requires = dict(program.requires)  # the program's conditions on values (POMT: attn > 0)
 
     def _check(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], tuple]:
         """The inputs as this backend's arrays, the given sizes, and the plan cache key; raises on bad input."""
@@ -127,7 +128,7 @@ class Compiled:
             for name, a in arrays.items():  # finite, so only a bad (or overflowing) total looks at each
                 if not xp.isfinite_all(a):
                     raise InputError(f"{name} contains NaN or infinite values")
-        for name, condition in p.requires:  # the program's own conditions on values (ToMe: size > 0)
+        for name, condition in self._requires.items():  # the program's own conditions on values (ToMe: size > 0)
             if not _HOLDS[condition](arrays[name]):
                 raise InputError(f"{name} {REQUIREMENTS[condition]}")
         given = {}

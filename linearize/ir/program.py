@@ -30,8 +30,10 @@ class InputError(ValueError):
 ROLES = ("feature", "score", "value")
 
 # conditions a program may require of an input's values (Program.requires), checked with the inputs' finiteness
+# before every evaluation, and honoured by the checker's draws
 REQUIREMENTS: dict[str, str] = {
-    "positive": "must be > 0 everywhere",
+    "positive": "must be > 0 everywhere",  # POMT's attn (a softmax's values), ToMe's size (merged token counts)
+    # ToMe's metric: the rows it normalizes
     "normable_rows": "must have a finite nonzero L2 norm in every row (the sum of squares of the last axis)",
 }
 
@@ -96,7 +98,7 @@ class Program:
     doc: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
     roles: Mapping[str, str] = field(default_factory=dict, compare=False)  # input -> ROLES; see role()
-    requires: tuple[tuple[str, str], ...] = ()  # (input, condition in REQUIREMENTS): ToMe's sizes > 0
+    requires: tuple[tuple[str, str], ...] = ()  # (input, condition in REQUIREMENTS): POMT's attn > 0, ToMe's size
 
     def __post_init__(self) -> None:
         if isinstance(self.output, tuple) and not (self.output and all(isinstance(o, Node) for o in self.output)):
@@ -328,16 +330,16 @@ def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Output, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
             early_returns: list[tuple[Any, ...]] | None = None,
             features: tuple[str, ...] | None = None, doc: str = "", meta: Mapping[str, Any] | None = None,
-            roles: Mapping[str, str] | None = None, clip: tuple[Node, ...] = (),
-            requires: Mapping[str, str] | None = None) -> Program:
+            roles: Mapping[str, str] | None = None, requires: Mapping[str, str] | None = None,
+            clip: tuple[Node, ...] = ()) -> Program:
     """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x` and
     [(N - 1 - r, "<=", 1, x)] `if N - 1 - r <= 1: return x` (the first that holds returns);
     meta={"reference": "topk"} names the reference a hand-written or renamed program answers to;
     roles={"x": "feature", "score": "score", "v": "value"} says what each input is (default: x is the feature,
-    every other input a score); the features default to the inputs whose role is feature. A tuple output,
+    every other input a score); the features default to the inputs whose role is feature; requires={"attn":
+    "positive"} checks a condition (REQUIREMENTS) on an input's values before every evaluation. A tuple output,
     (x_out, size_out), is a program with several outputs (early returns then give tuples too); clip=(r,) takes a
-    size above its range's top as the top, as ToMe clips r, instead of refusing it; requires={"size": "positive"}
-    checks a condition (REQUIREMENTS) on an input's values before every evaluation."""
+    size above its range's top as the top, as ToMe clips r, instead of refusing it."""
     roles = dict(roles or {})
     if features is None:
         names = [n.arg[0] for n in inputs]
