@@ -15,13 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--c", type=int, default=768, help="channels, C (static; default 768)")
     parser.add_argument("--h", type=int, default=12, help="heads, H (static; default 12)")
     parser.add_argument("--size", action="append", default=[], type=size_arg, metavar="NAME=VALUE",
-                        help="any other static size the program has, e.g. --size r=16 --size D=64 for POMT (repeat)")
+                        help="any other static size the program has, e.g. --size r=16 --size D=64 for POMT, --size "
+                             "T=197 --size c=64 --size r=16 for ToMe (repeat)")
     parser.add_argument("--opset", type=int, default=None,
                         help="the ONNX opset, 12 or newer (default: torch.onnx's, 18 or newer)")
     parser.add_argument("--pipeline", choices=PIPELINE_NAMES, default="default", help=PIPELINE_HELP)
-    parser.add_argument("--size", action="append", default=[], metavar="NAME=VALUE",
-                        help="a static size by name, for programs with other sizes (ToMe: --size T=197 --size c=64 "
-                             "--size r=16); repeatable")
 
 
 def run(args: argparse.Namespace) -> int:
