@@ -141,7 +141,7 @@ class Walk:
 
 
 # programs the model refuses to price, and why: POMT's metric divides by a secret maximum and takes exp of secrets
-REFUSED = {"pomt": "divides by a secret value"}
+REFUSED = {"pomt": "divides by a secret value", "tome": "square root of a secret value"}  # ToMe: the metric norms
 
 
 def forms() -> list[tuple[str, Any]]:
@@ -267,7 +267,8 @@ def test_cost_model_mpc_on_the_command_line(capsys):
     assert data["sorting_network"]["comparisons"] == 128 * 36 and data["formulas"]["secret_products"] == (
         "N*(C*k + C + 1)")
     for name in BUILTIN:
-        extra = ["--size", "r=1", "--size", "D=2"] if name == "pomt" else []  # POMT's own sizes
+        extra = {"pomt": ["--size", "r=1", "--size", "D=2"],  # the programs' own sizes
+                 "tome": ["--size", "T=9", "--size", "c=2", "--size", "r=2"]}.get(name, [])
         status = main(["cost", name, "--model", "mpc", "--n", "5", "--k", "2", "--c", "3", "--h", "2", *extra])
         out, err = capsys.readouterr()
         if name in REFUSED:  # a clear refusal, not a wrong number

@@ -92,6 +92,13 @@ def _tournament(m: _Mpc, n: Node) -> Layers:
     return levels, levels, 2 * levels
 
 
+def _sqrt(m: _Mpc, n: Node, amount: sp.Expr) -> dict[str, sp.Expr]:
+    if m.secret(n.src[0]):
+        raise CostError(f"{m.program.name} takes the square root of a secret value, which this MPC model does not "
+                        "price")
+    return {}
+
+
 def _exp(m: _Mpc, n: Node, amount: sp.Expr) -> dict[str, sp.Expr]:
     if m.secret(n.src[0]):
         raise CostError(f"{m.program.name} takes exp of a secret value, which this MPC model does not price")
@@ -109,6 +116,7 @@ MPC: dict[Op, MpcRule] = {
     Op.MEAN: MpcRule(lambda m, n, amount: {"public_products": amount}, lambda m, n: NONE),
     Op.AMAX: MpcRule(_amax, _tournament),
     Op.EXP: MpcRule(_exp, lambda m, n: NONE),  # of public values only: local
+    Op.SQRT: MpcRule(_sqrt, lambda m, n: NONE),  # of public values only: local
 }
 
 
@@ -133,7 +141,7 @@ class MpcCost:
 
 def mpc_cost(program: Program) -> MpcCost:
     """The MPC counts and depths of a linearized program (the module docstring states the model)."""
-    nodes = program.output.toposort()
+    nodes = list(dict.fromkeys(n for o in program.outputs for n in o.toposort()))  # several outputs share nodes
     bad = [n for n in nodes if OPS[n.op].cost is None]
     if bad:
         raise CostError(f"{program.name} is not linearized ({OPS[bad[0].op].name} remains): count linearize(...)")
@@ -159,7 +167,8 @@ def mpc_cost(program: Program) -> MpcCost:
         deepest = [sp.Max(*(depth[s][i] for s in n.src)) if n.src else 0 for i in range(3)]
         depth[n] = tuple(sp.sympify(d + o) for d, o in zip(deepest, own))
     formulas = {k: sp.factor(sp.expand(v)) for k, v in counts.items()}
-    formulas.update(zip(DEPTHS, (depth[program.output][1], depth[program.output][0], depth[program.output][2])))
+    deepest = [sp.Max(*(depth[o][i] for o in program.outputs)) for i in range(3)]  # the deepest output
+    formulas.update(zip(DEPTHS, (deepest[1], deepest[0], deepest[2])))
     return MpcCost(program.name, formulas, m.sizes)
 
 
