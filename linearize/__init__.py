@@ -74,12 +74,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    """`to_sympy` and `check` are loaded on first use, so that `import linearize` imports neither sympy nor
-    hypothesis (nor torch)."""
+    """`to_sympy`, `check` and `bounds` are loaded on first use, so that `import linearize` imports neither sympy
+    nor hypothesis (nor torch)."""
     if name == "to_sympy":
         from .show.sympy_bridge import to_sympy
         return to_sympy
     if name == "check":
         from .verify.check import check
         return check
+    if name == "bounds":
+        from .verify.bounds import bounds
+        return bounds
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,236 @@
+"""Interval propagation through a program: every node's value as a box [lo, hi], vectorized like the generic
+evaluator (eval/generic.py): arrays of shape (batch, *one axis per free index variable, *own shape).
+
+The rule for each op is in one table, `INTERVAL_RULES` (as in JAX's autodidax: `impl_rules[add_p] = ...`). The
+ops that select by data (topk, gather, sort, ...) have no interval rule: `LINEARIZE_FIRST` lists them, and a
+program that still holds one is refused with its name. Structural ops (index, slice, cat, sum, stack, mean,
+definitions) are monotone: their bounds are the generic evaluator run on the lower and on the upper values.
+
+Tighter rules that use what the derivation knows (ranks are a permutation) live in selection.py and are
+tried on each node first; `naive=True` leaves them out (every undecided heaviside/delta is then [0, 1]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..eval.backends import Backend
+from ..eval.generic import _STRUCTURAL, Evaluation, Val
+from ..ir.nodes import IRError, Node, Op, Sym, describe
+from .kernels import Kernels
+
+
+@dataclass
+class Box:
+    """Sound bounds lo <= value <= hi, laid out as the generic evaluator lays out a value. `lo is hi` marks an
+    exact value (computed once); `finite` is False where a division by an interval holding 0 made it unbounded."""
+
+    lo: Any
+    hi: Any
+    axes: tuple[Sym, ...]
+    finite: bool = True
+
+    @property
+    def exact(self) -> bool:
+        return self.lo is self.hi
+
+
+# a structural rule: (the evaluation, the node) -> its box, or None when the node is not its pattern
+StructuralRule = Callable[["IntervalEvaluation", Node], "Box | None"]
+
+
+class IntervalEvaluation:
+    """Bounds of every node of a program at concrete sizes, from boxes on its inputs; `box(node)` evaluates on
+    demand, each node once. `rules` are tried before the table (the structural rules of selection.py)."""
+
+    def __init__(self, backend: Backend, kernels: Kernels, env: Mapping[Sym, int], lower: Mapping[str, Any],
+                 upper: Mapping[str, Any], dtype: Any, *, rules: Sequence[StructuralRule] = (), ties: str = "any"):
+        self.xp, self.k, self.env, self.dtype = backend, kernels, dict(env), dtype
+        self.lo_ev = Evaluation(backend, env, lower, dtype)
+        self.hi_ev = Evaluation(backend, env, upper, dtype)
+        self.hi_ev.extents = self.lo_ev.extents
+        self.memo: dict[Node, Box] = {}
+        self.rules, self.ties = tuple(rules), ties
+        self.ranks: dict[Node, Any] = {}  # rank definitions the rank rule bounded, with their integer intervals
+
+    def box(self, n: Node) -> Box:
+        b = self.memo.get(n)
+        if b is None:
+            b = self.compute(n)
+            self.store(n, b)
+        return b
+
+    def store(self, n: Node, b: Box) -> None:
+        self.memo[n] = b
+        self.lo_ev.memo[n], self.hi_ev.memo[n] = Val(b.lo, b.axes), Val(b.hi, b.axes)
+
+    def compute(self, n: Node) -> Box:
+        for rule in self.rules:
+            out = rule(self, n)
+            if out is not None:
+                return out
+        fn = INTERVAL_RULES.get(n.op)
+        if fn is None:
+            if n.op in LINEARIZE_FIRST:
+                raise IRError(f"bounds: {describe(n)} selects by data and has no interval rule; linearize the "
+                              "program first (linearize.linearize(program).result)")
+            raise IRError(f"bounds: no interval rule for op {n.op.name.lower()} in {describe(n)}")
+        for s in n.src:
+            self.box(s)
+        return fn(self, n)
+
+    def operand(self, n: Node) -> Box:
+        """A node's box as data: index expressions are cast to the evaluation's float dtype."""
+        b = self.box(n)
+        if n.dtype == "int" and n.op is Op.AFFINE:
+            v = self.xp.to_dtype(b.lo, self.dtype)
+            return Box(v, v, b.axes)
+        return b
+
+    def aligned(self, srcs: Sequence[Node]) -> tuple[list[Box], tuple[Sym, ...]]:
+        """The operands' boxes reshaped to broadcast together (exactness kept)."""
+        boxes = [self.operand(s) for s in srcs]
+        vals = [Val(a, b.axes) for b in boxes for a in (b.lo, b.hi)]
+        arrays, axes = self.lo_ev.align(vals)
+        out = []
+        for pos, b in enumerate(boxes):
+            lo = arrays[2 * pos]
+            out.append(Box(lo, lo if b.exact else arrays[2 * pos + 1], axes, b.finite))
+        return out, axes
+
+    def as_dtype(self, mask: Any) -> Any:
+        return self.xp.to_dtype(mask, self.dtype)
+
+
+# --- interval arithmetic ---------------------------------------------------------------------------------------
+def interval_mul(k: Kernels, a: Box, b: Box, axes: tuple[Sym, ...]) -> Box:
+    """[a] * [b] = [min, max] of the four corner products (two when one side is exact); 0 * inf counts as 0."""
+    if a.exact and b.exact:
+        p = a.lo * b.lo
+        return Box(p, p, axes)
+    if a.exact or b.exact:
+        e, v = (a, b) if a.exact else (b, a)
+        products = [e.lo * v.lo, e.lo * v.hi]
+    else:
+        products = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
+    finite = a.finite and b.finite
+    if not finite:
+        products = [k.where(k.isnan(p), 0.0, p) for p in products]
+    lo, hi = products[0], products[0]
+    for p in products[1:]:
+        lo, hi = k.minimum(lo, p), k.maximum(hi, p)
+    return Box(lo, hi, axes, finite)
+
+
+def _add(iv: IntervalEvaluation, n: Node) -> Box:
+    (a, b), axes = iv.aligned(n.src)
+    lo = a.lo + b.lo
+    return Box(lo, lo if a.exact and b.exact else a.hi + b.hi, axes, a.finite and b.finite)
+
+
+def _sub(iv: IntervalEvaluation, n: Node) -> Box:
+    (a, b), axes = iv.aligned(n.src)
+    lo = a.lo - b.hi
+    return Box(lo, lo if a.exact and b.exact else a.hi - b.lo, axes, a.finite and b.finite)
+
+
+def _neg(iv: IntervalEvaluation, n: Node) -> Box:
+    a = iv.operand(n.src[0])
+    hi = -a.lo
+    return Box(hi if a.exact else -a.hi, hi, a.axes, a.finite)
+
+
+def _mul(iv: IntervalEvaluation, n: Node) -> Box:
+    (a, b), axes = iv.aligned(n.src)
+    return interval_mul(iv.k, a, b, axes)
+
+
+def _div(iv: IntervalEvaluation, n: Node) -> Box:
+    """[a] / [b] = [min, max] of the corner quotients when [b] excludes 0; unbounded where it holds 0."""
+    (a, b), axes = iv.aligned(n.src)
+    k = iv.k
+    if b.exact and a.exact:  # what the program computes, division by an exact 0 included
+        q = a.lo / b.lo
+        return Box(q, q, axes)
+    holds_zero = (b.lo <= 0) & (b.hi >= 0)
+    bl, bh = k.where(holds_zero, 1.0, b.lo), k.where(holds_zero, 1.0, b.hi)
+    quotients = [a.lo / bl, a.lo / bh, a.hi / bl, a.hi / bh]
+    lo, hi = quotients[0], quotients[0]
+    for q in quotients[1:]:
+        lo, hi = k.minimum(lo, q), k.maximum(hi, q)
+    unbounded = bool(holds_zero.any())
+    if unbounded:
+        lo, hi = k.where(holds_zero, -float("inf"), lo), k.where(holds_zero, float("inf"), hi)
+    return Box(lo, hi, axes, a.finite and b.finite and not unbounded)
+
+
+def _heaviside(iv: IntervalEvaluation, n: Node) -> Box:
+    """heaviside is nondecreasing: [H(lo), H(hi)], decided (one value) when the interval excludes 0 or is
+    at most 0 (H(0) = 0)."""
+    a = iv.operand(n.src[0])
+    lo = iv.as_dtype(a.lo > 0)
+    return Box(lo, lo if a.exact else iv.as_dtype(a.hi > 0), a.axes)
+
+
+def _delta(iv: IntervalEvaluation, n: Node) -> Box:
+    """delta([lo, hi]) is 1 when lo = hi = 0, 0 when the interval excludes 0, else [0, 1]."""
+    a = iv.operand(n.src[0])
+    if a.exact:
+        v = iv.as_dtype(a.lo == 0)
+        return Box(v, v, a.axes)
+    return Box(iv.as_dtype((a.lo == 0) & (a.hi == 0)), iv.as_dtype((a.lo <= 0) & (a.hi >= 0)), a.axes)
+
+
+def _monotone(op: Op) -> Callable[[IntervalEvaluation, Node], Box]:
+    """Ops that only select, move, add up or average values: the generic evaluator on each bound."""
+    generic = _STRUCTURAL[op]
+
+    def rule(iv: IntervalEvaluation, n: Node) -> Box:
+        srcs = [iv.memo[s] for s in n.src]
+        lo = generic(iv.lo_ev, n)
+        hi = lo if all(s.exact for s in srcs) else generic(iv.hi_ev, n)
+        return Box(lo.data, hi.data, lo.axes, all(s.finite for s in srcs))
+    rule.__doc__ = f"{op.name.lower()} is monotone in its operands: the generic rule on lower and upper values"
+    return rule
+
+
+def _exact(op: Op) -> Callable[[IntervalEvaluation, Node], Box]:
+    generic = _STRUCTURAL[op]
+
+    def rule(iv: IntervalEvaluation, n: Node) -> Box:
+        v = generic(iv.lo_ev, n)
+        return Box(v.data, v.data, v.axes)
+    return rule
+
+
+def _input(iv: IntervalEvaluation, n: Node) -> Box:
+    name = n.arg[0]
+    return Box(iv.lo_ev.inputs[name], iv.hi_ev.inputs[name], ())
+
+
+INTERVAL_RULES: dict[Op, Callable[[IntervalEvaluation, Node], Box]] = {
+    Op.INPUT: _input,
+    Op.CONST: _exact(Op.CONST),
+    Op.AFFINE: _exact(Op.AFFINE),
+    Op.ADD: _add,
+    Op.SUB: _sub,
+    Op.MUL: _mul,
+    Op.DIV: _div,
+    Op.NEG: _neg,
+    Op.HEAVISIDE: _heaviside,
+    Op.DELTA: _delta,
+    Op.INDEX: _monotone(Op.INDEX),
+    Op.SLICE: _monotone(Op.SLICE),
+    Op.CAT: _monotone(Op.CAT),
+    Op.SUM: _monotone(Op.SUM),
+    Op.STACK: _monotone(Op.STACK),
+    Op.DEF: _monotone(Op.DEF),
+    Op.MEAN: _monotone(Op.MEAN),
+}
+
+# ops that select by data: no interval rule; a program must be linearized before its bounds are taken
+LINEARIZE_FIRST: frozenset[Op] = frozenset({
+    Op.ARGSORT, Op.SORT_BY_KEY, Op.TOPK, Op.GATHER, Op.COMPLEMENT, Op.KTH, Op.RANK,
+})

@@ -1,0 +1,89 @@
+"""The few array primitives the bound computation needs beyond the evaluation backends' (eval/backends.py):
+elementwise min/max, nonzero, sorting along an axis, per-batch row gathers and segment minima/maxima.
+One table per array library; torch is imported only when its table is asked for.
+
+Bounds are computed by the verifier, not by the program, so these may depend on the data (nonzero, sort).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Kernels:
+    minimum: Callable[[Any, Any], Any]
+    maximum: Callable[[Any, Any], Any]
+    where: Callable[[Any, Any, Any], Any]  # (mask, a, b) with a or b possibly a Python number
+    isnan: Callable[[Any], Any]
+    nonzero: Callable[[Any], tuple[Any, ...]]  # indices of the True entries, in row-major order
+    sort: Callable[[Any, int, bool], Any]  # (a, axis, descending) -> sorted values
+    arange: Callable[[int], Any]  # int64
+    rows: Callable[[Any, Any], Any]  # (A [B, n, *F], idx [B, M]) -> A[b, idx[b, m]], [B, M, *F]
+    segment: Callable[[Any, Any, int, str], Any]  # (rows [P, F], seg [P] sorted, S, "min"|"max") -> [S, F], 0 if empty
+    to_numpy: Callable[[Any], np.ndarray]
+
+
+def _np_segment(rows: np.ndarray, seg: np.ndarray, n: int, how: str) -> np.ndarray:
+    out = np.zeros((n, *rows.shape[1:]), rows.dtype)
+    if not len(seg):
+        return out
+    counts = np.bincount(seg, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    nonempty = counts > 0
+    ufunc = np.minimum if how == "min" else np.maximum
+    out[nonempty] = ufunc.reduceat(rows, starts[nonempty], axis=0)
+    return out
+
+
+NUMPY_KERNELS = Kernels(
+    minimum=np.minimum,
+    maximum=np.maximum,
+    where=np.where,
+    isnan=np.isnan,
+    nonzero=np.nonzero,
+    sort=lambda a, axis, descending: -np.sort(-a, axis=axis) if descending else np.sort(a, axis=axis),
+    arange=lambda n: np.arange(n, dtype=np.int64),
+    rows=lambda A, idx: A[np.arange(idx.shape[0])[:, None], idx],
+    segment=_np_segment,
+    to_numpy=np.asarray,
+)
+
+
+def _torch_kernels() -> Kernels:
+    import torch
+
+    def where(mask: Any, a: Any, b: Any) -> Any:
+        return torch.where(mask, a, b)
+
+    def segment(rows: Any, seg: Any, n: int, how: str) -> Any:
+        out = torch.zeros((n, *rows.shape[1:]), dtype=rows.dtype)
+        index = seg.reshape(-1, *(1,) * (rows.ndim - 1)).expand_as(rows)
+        return out.scatter_reduce_(0, index, rows, "amin" if how == "min" else "amax", include_self=False)
+
+    return Kernels(
+        minimum=torch.minimum,
+        maximum=torch.maximum,
+        where=where,
+        isnan=torch.isnan,
+        nonzero=lambda m: torch.nonzero(m, as_tuple=True),
+        sort=lambda a, axis, descending: torch.sort(a, dim=axis, descending=descending).values,
+        arange=lambda n: torch.arange(n, dtype=torch.int64),
+        rows=lambda A, idx: A[torch.arange(idx.shape[0])[:, None], idx],
+        segment=segment,
+        to_numpy=lambda a: a.detach().cpu().numpy(),
+    )
+
+
+_KERNELS: dict[str, Callable[[], Kernels]] = {"numpy": lambda: NUMPY_KERNELS, "torch": _torch_kernels}
+_loaded: dict[str, Kernels] = {}
+
+
+def get_kernels(name: str) -> Kernels:
+    if name not in _loaded:
+        _loaded[name] = _KERNELS[name]()
+    return _loaded[name]

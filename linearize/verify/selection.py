@@ -1,0 +1,280 @@
+"""The tight bound rules: what the derivation knows about selection by rank, recognized on the linearized IR.
+
+- rank intervals: the stable rank of token i lies in [#tokens certainly before i, n - 1 - #tokens certainly
+  after i], counting the comparisons whose outcome the key's box decides;
+- a selected row `sum<i < n>(delta(rank[i] - e) * X[i])` picks exactly one token (ranks are a permutation): it
+  lies in the hull of X over the tokens whose rank interval holds e (not in a sum of several);
+- a masked sum `sum<i < n>(heaviside(rank[i] - t) * X[i])` adds exactly n - t - 1 tokens (those ranked > t), every
+  one certainly ranked there and none certainly not: per entry the forced terms plus the largest (smallest)
+  of the undecided tokens' terms, as many as are missing. `heaviside(t - rank[i])` (ranked < t) likewise.
+
+Each rule returns None when the node is not its pattern, and the plain interval rules (intervals.py) apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..ir.nodes import Affine, Node, Op, Sym
+from ..rewrite.engine import factors, product
+from .intervals import Box, IntervalEvaluation, interval_mul
+
+
+# --- patterns ----------------------------------------------------------------------------------------------------
+def _at(n: Node, var: Sym) -> Node | None:
+    """The array of `a[var]` (an index on the leading axis by the variable itself), else None."""
+    if n.op is Op.INDEX and n.arg == 0 and n.src[1].op is Op.AFFINE and n.src[1].arg == Affine.of(var):
+        return n.src[0]
+    return None
+
+
+def _compares(n: Node, op: Op, first: Sym, second: Sym) -> Node | None:
+    """The key of op(key[first] - key[second]), else None."""
+    if n.op is not op or n.src[0].op is not Op.SUB:
+        return None
+    a, b = (_at(s, v) for s, v in zip(n.src[0].src, (first, second)))
+    return a if a is not None and a is b else None
+
+
+def _from_zero(v: Sym, n: Affine | Sym) -> bool:
+    return v.lo == Affine() and v.hi == Affine.of(n)
+
+
+@dataclass(frozen=True)
+class RankPattern:
+    key: Node
+    descending: bool
+
+
+def match_rank(n: Node) -> RankPattern | None:
+    """rank = [count[i] + sum<j < i>(delta(key[j] - key[i])) for i < n] with
+    count = [sum<j < n>(heaviside(key[j] - key[i])) for i < n] (key[i] - key[j] for ascending ranks): the stable
+    rank as the stable-rank rule writes it, a permutation of 0..n-1."""
+    if n.op is not Op.DEF or n.src[0].op is not Op.STACK or n.src[0].src[0].op is not Op.ADD:
+        return None
+    i, total = n.src[0].arg, n.src[0].src[0]
+    for count_at, ties in (total.src, total.src[::-1]):
+        count = _at(count_at, i)
+        if count is None or ties.op is not Op.SUM or count.op is not Op.DEF or count.src[0].op is not Op.STACK:
+            continue
+        j = ties.arg
+        key = _compares(ties.src[0], Op.DELTA, j, i) or _compares(ties.src[0], Op.DELTA, i, j)
+        if key is None or len(key.shape) != 1 or key.free or not (_from_zero(i, key.shape[0]) and _from_zero(j, i)):
+            continue
+        i2, inner = count.src[0].arg, count.src[0].src[0]
+        if inner.op is not Op.SUM or not (_from_zero(i2, key.shape[0]) and _from_zero(inner.arg, key.shape[0])):
+            continue
+        j2 = inner.arg
+        for descending, (first, second) in ((True, (j2, i2)), (False, (i2, j2))):
+            if _compares(inner.src[0], Op.HEAVISIDE, first, second) is key:
+                return RankPattern(key, descending)
+    return None
+
+
+@dataclass(frozen=True)
+class RankTest:
+    """A factor op(rank[i] - e) (sign +1) or op(e - rank[i]) (sign -1) of a recognized rank."""
+
+    pos: int
+    rank: Node
+    e: Affine
+    sign: int
+
+
+def _rank_tests(fs: list[Node], i: Sym, op: Op) -> list[RankTest]:
+    found = []
+    for pos, f in enumerate(fs):
+        if f.op is not op or f.src[0].op is not Op.SUB:
+            continue
+        a, b = f.src[0].src
+        for sign, (r_at, e) in ((1, (a, b)), (-1, (b, a))):
+            rank = _at(r_at, i)
+            if rank is not None and e.op is Op.AFFINE and i not in e.arg.vars and match_rank(rank) is not None:
+                found.append(RankTest(pos, rank, e.arg, sign))
+    return found
+
+
+@dataclass(frozen=True)
+class RankSum:
+    """sum<i < n>(test(rank[i] ...) * rest) over every token, rest depending on i alone."""
+
+    i: Sym
+    test: RankTest
+    rest: list[Node]
+
+
+def _rank_sum(n: Node, op: Op, other: Op) -> RankSum | None:
+    if n.op is not Op.SUM:
+        return None
+    i, fs = n.arg, factors(n.src[0])
+    tests = _rank_tests(fs, i, op)
+    if len(tests) != 1 or _rank_tests(fs, i, other):
+        return None
+    t = tests[0]
+    rest = fs[:t.pos] + fs[t.pos + 1:]
+    if not _from_zero(i, match_rank(t.rank).key.shape[0]) or any(f.free - {i} for f in rest):
+        return None
+    return RankSum(i, t, rest)
+
+
+def match_selected_row(n: Node) -> RankSum | None:
+    """sum<i < n>(delta(rank[i] - e) * X[i]): the row of the token ranked e."""
+    return _rank_sum(n, Op.DELTA, Op.HEAVISIDE)
+
+
+def match_ranked_sum(n: Node) -> RankSum | None:
+    """sum<i < n>(heaviside(rank[i] - t) * X[i]) or heaviside(t - rank[i]): a sum over a fixed number of tokens."""
+    found = _rank_sum(n, Op.HEAVISIDE, Op.DELTA)
+    return found if found is not None and not n.free and not found.test.e.vars else None
+
+
+# --- the rules -----------------------------------------------------------------------------------------------------
+def rank_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
+    """rank[i] in [#j certainly before i, n - 1 - #j certainly after i]. With ties="stable", j < i is before i
+    once key[j] >= key[i] is certain (the stable tie-break); with ties="any" (every tie order, as torch.topk may
+    give) only key[j] > key[i] counts."""
+    pat = match_rank(n)
+    if pat is None:
+        return None
+    key = iv.box(pat.key)
+    if key.axes or key.lo.ndim != 2:
+        return None
+    k = iv.k
+    n_tok = key.lo.shape[1]
+    lo_i, hi_i, lo_j, hi_j = key.lo[:, :, None], key.hi[:, :, None], key.lo[:, None, :], key.hi[:, None, :]
+    if not pat.descending:  # an ascending rank is the descending rank of the negated key
+        lo_i, hi_i, lo_j, hi_j = -hi_i, -lo_i, -hi_j, -lo_j
+    before, after = lo_j > hi_i, hi_j < lo_i  # [B, i, j]
+    if iv.ties == "stable":
+        ar = k.arange(n_tok)
+        earlier = ar[None, :] < ar[:, None]  # [i, j]: j < i
+        before = before | (earlier & (lo_j >= hi_i))
+        after = after | (~earlier & (ar[None, :] != ar[:, None]) & (hi_j <= lo_i))
+    r_lo, r_hi = before.sum(-1), n_tok - 1 - after.sum(-1)
+    iv.ranks[n] = (r_lo, r_hi)
+    lo = iv.as_dtype(r_lo)
+    return Box(lo, lo if key.exact and iv.ties == "stable" else iv.as_dtype(r_hi), ())
+
+
+def token_rows(iv: IntervalEvaluation, x: Node, i: Sym, n: int) -> Box:
+    """The box of x (free in i alone) for every token i, as arrays [B, n, *own] (no axes)."""
+    if x.op is Op.INDEX and x.arg == 0 and x.src[1].op is Op.AFFINE and not x.src[0].free:
+        a: Affine = x.src[1].arg
+        if a.coeff(i) == 1 and a.vars == {i}:  # x = T[i + c]: a slice of T, not a copy
+            c = (a - Affine.of(i)).value(iv.env)
+            t = iv.box(x.src[0])
+            if not t.axes and 0 <= c and c + n <= t.lo.shape[1]:
+                lo = t.lo[:, c:c + n]
+                return Box(lo, lo if t.exact else t.hi[:, c:c + n], (), t.finite)
+    b = iv.box(x)
+    if b.axes == (i,) and b.lo.shape[1] == n:
+        return Box(b.lo, b.hi, (), b.finite)
+    if not b.axes:  # the same for every token
+        lo = b.lo[:, None]
+        shape = (lo.shape[0], n, *lo.shape[2:])
+        lo = iv.xp.broadcast_to(lo, shape)
+        return Box(lo, lo if b.exact else iv.xp.broadcast_to(b.hi[:, None], shape), (), b.finite)
+    raise AssertionError(f"token_rows: unexpected axes {b.axes}")  # excluded by the pattern's free-variable test
+
+
+def _ranks(iv: IntervalEvaluation, rank: Node) -> tuple[Any, Any] | None:
+    iv.box(rank)
+    return iv.ranks.get(rank)
+
+
+def selected_row_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
+    """sum<i>(delta(rank[i] - e) * X[i]) in hull{X[i] : e in [rank_lo[i], rank_hi[i]]} (0 when e is no rank)."""
+    m = match_selected_row(n)
+    if m is None:
+        return None
+    ranks = _ranks(iv, m.test.rank)
+    if ranks is None:
+        return None
+    r_lo, r_hi = ranks
+    n_tok = r_lo.shape[1]
+    ev = iv.lo_ev.affine(m.test.e)
+    e_shape, axes = tuple(ev.data.shape[1:]), ev.axes
+    e = ev.data.reshape(-1)
+    if not m.rest:  # sum<i>(delta(rank[i] - e)) is exactly 1 when e is a rank, else 0
+        v = iv.as_dtype((ev.data >= 0) & (ev.data < n_tok))
+        return Box(v, v, axes)
+    x = token_rows(iv, product(m.rest), m.i, n_tok)
+    E, k = e.shape[0], iv.k
+    B = max(r_lo.shape[0], x.lo.shape[0])
+    cand = (r_lo[:, None, :] <= e[None, :, None]) & (e[None, :, None] <= r_hi[:, None, :])  # [B, E, n]
+    if cand.shape[0] != B:
+        cand = iv.xp.broadcast_to(cand, (B, *cand.shape[1:]))
+    b, ei, t = k.nonzero(cand)
+    seg = b * E + ei
+    xl, xh = (a if a.shape[0] == B else iv.xp.broadcast_to(a, (B, *a.shape[1:])) for a in (x.lo, x.hi))
+    own = tuple(xl.shape[2:])
+    lo = k.segment(xl[b, t], seg, B * E, "min").reshape((B, *e_shape, *own))
+    hi = k.segment(xh[b, t], seg, B * E, "max").reshape((B, *e_shape, *own))
+    return Box(lo, hi, axes, x.finite)
+
+
+def ranked_sum_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
+    """sum<i>(heaviside(rank[i] - t) * X[i]) adds exactly s = n - t - 1 tokens (clipped to 0..n), every token with
+    rank_lo > t and none with rank_hi <= t: [sum forced X_lo + the s - #forced smallest undecided X_lo, sum forced
+    X_hi + the s - #forced largest undecided X_hi]. heaviside(t - rank[i]): s = t tokens, those ranked < t."""
+    m = match_ranked_sum(n)
+    if m is None:
+        return None
+    ranks = _ranks(iv, m.test.rank)
+    if ranks is None:
+        return None
+    r_lo, r_hi = ranks
+    n_tok, t = r_lo.shape[1], m.test.e.value(iv.env)
+    xp, k = iv.xp, iv.k
+    rows = [token_rows(iv, f, m.i, n_tok) for f in m.rest]
+    B = max([r_lo.shape[0], *(r.lo.shape[0] for r in rows)])
+    r_lo, r_hi = _batched(xp, r_lo, B), _batched(xp, r_hi, B)
+    if m.test.sign > 0:  # rank > t
+        size, forced, out = n_tok - min(max(t + 1, 0), n_tok), r_lo > t, r_hi <= t
+    else:  # rank < t
+        size, forced, out = min(max(t, 0), n_tok), r_hi < t, r_lo >= t
+    # the tokens that may be in the set, first and in index order: the others never enter the sum
+    order = xp.argsort(xp.to_dtype(out, xp.int_dtype), False)
+    inside = n_tok - out.sum(-1)  # [B]
+    width = int(inside.max())
+    order = order[:, :width]
+    valid = k.arange(width)[None, :] < inside[:, None]
+    forced_c = k.rows(forced, order) & valid
+    undecided_c = valid & ~forced_c
+    terms = None
+    for r in rows:
+        lo = k.rows(_batched(xp, r.lo, B), order)
+        box = Box(lo, lo if r.exact else k.rows(_batched(xp, r.hi, B), order), (), r.finite)
+        terms = box if terms is None else interval_mul(k, *_own_aligned(terms, box), ())
+    if terms is None:  # no other factor: the sum counts the tokens
+        one = iv.as_dtype(valid)
+        terms = Box(one, one, ())
+    missing = size - forced.sum(-1)  # [B]: how many undecided tokens are in the set
+    take = k.arange(width)[None, :] < missing[:, None]  # [B, width]
+    extra = (1,) * (terms.lo.ndim - 2)
+    fc, uc, tk = (a.reshape(a.shape + extra) for a in (forced_c, undecided_c, take))
+    inf = float("inf")
+    lo = k.where(fc, terms.lo, 0.0).sum(1) + k.where(tk, k.sort(k.where(uc, terms.lo, inf), 1, False), 0.0).sum(1)
+    hi = k.where(fc, terms.hi, 0.0).sum(1) + k.where(tk, k.sort(k.where(uc, terms.hi, -inf), 1, True), 0.0).sum(1)
+    return Box(lo, hi, (), terms.finite)
+
+
+def _batched(xp: Any, a: Any, B: int) -> Any:
+    return a if a.shape[0] == B else xp.broadcast_to(a, (B, *a.shape[1:]))
+
+
+def _own_aligned(a: Box, b: Box) -> tuple[Box, Box]:
+    """Two [B, m, *own] boxes with their own shapes right-aligned (as elementwise ops broadcast)."""
+    rank = max(a.lo.ndim, b.lo.ndim)
+
+    def pad(x: Box) -> Box:
+        if x.lo.ndim == rank:
+            return x
+        shape = (*x.lo.shape[:2], *(1,) * (rank - x.lo.ndim), *x.lo.shape[2:])
+        lo = x.lo.reshape(shape)
+        return Box(lo, lo if x.exact else x.hi.reshape(shape), (), x.finite)
+    return pad(a), pad(b)
+
+
+STRUCTURAL_RULES = (rank_rule, selected_row_rule, ranked_sum_rule)
