@@ -399,3 +399,30 @@ def test_bad_boxes_are_input_errors(kwargs, message):
         args.pop(name, None)
     with pytest.raises(L.InputError, match=message):
         L.bounds(L.programs.get("evit"), **kwargs, **args)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 12), first=st.integers(0, 3), count=st.integers(1, 12))
+def test_both_ways_to_the_covering_hull_agree_with_a_loop(backend, seed, n, first, count):
+    """The hull of the rows covering each rank, directly (one pair per covered rank) and through a segment tree,
+    against a loop over ranks and rows."""
+    from linearize.eval.backends import get_backend
+    from linearize.verify.hull import covering_hull
+    from linearize.verify.kernels import get_kernels
+    rng = np.random.default_rng(seed)
+    B, F = 2, 3
+    a = rng.integers(0, n, (B, n))
+    c = np.minimum(a + rng.integers(0, n, (B, n)) * (rng.random((B, n)) < 0.5), n - 1)
+    lo = rng.integers(-8, 8, (B * n, F)).astype(np.float64)
+    hi = lo + rng.integers(0, 4, lo.shape)
+    want_lo, want_hi = np.zeros((B, count, F)), np.zeros((B, count, F))
+    for b, r in itertools.product(range(B), range(count)):
+        rows = [b * n + i for i in range(n) if a[b, i] <= first + r <= c[b, i]]
+        if rows:
+            want_lo[b, r], want_hi[b, r] = lo[rows].min(0), hi[rows].max(0)
+    conv = (lambda v: torch.as_tensor(v)) if backend == "torch" else (lambda v: v)
+    for method in ("direct", "tree"):
+        got = covering_hull(get_backend(backend), get_kernels(backend), conv(lo), conv(hi), conv(a), conv(c), first,
+                            count, method)
+        np.testing.assert_array_equal(np.asarray(got[0]), want_lo, err_msg=method)
+        np.testing.assert_array_equal(np.asarray(got[1]), want_hi, err_msg=method)

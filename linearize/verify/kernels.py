@@ -1,5 +1,5 @@
 """The few array primitives the bound computation needs beyond the evaluation backends' (eval/backends.py):
-elementwise min/max, nonzero, sorting along an axis, per-batch row gathers and segment minima/maxima.
+elementwise min/max, nonzero, sorting along an axis, per-batch row gathers and counting.
 One table per array library; torch is imported only when its table is asked for.
 
 Bounds are computed by the verifier, not by the program, so these may depend on the data (nonzero, sort).
@@ -24,20 +24,10 @@ class Kernels:
     sort: Callable[[Any, int, bool], Any]  # (a, axis, descending) -> sorted values
     arange: Callable[[int], Any]  # int64
     rows: Callable[[Any, Any], Any]  # (A [B, n, *F], idx [B, M]) -> A[b, idx[b, m]], [B, M, *F]
-    segment: Callable[[Any, Any, int, str], Any]  # (rows [P, F], seg [P] sorted, S, "min"|"max") -> [S, F], 0 if empty
+    zeros: Callable[[tuple[int, ...], Any], Any]  # (shape, an array whose dtype it takes)
+    bincount: Callable[[Any, int], Any]  # (int array, minlength) -> counts
+    cumsum: Callable[[Any], Any]  # along the only axis
     to_numpy: Callable[[Any], np.ndarray]
-
-
-def _np_segment(rows: np.ndarray, seg: np.ndarray, n: int, how: str) -> np.ndarray:
-    out = np.zeros((n, *rows.shape[1:]), rows.dtype)
-    if not len(seg):
-        return out
-    counts = np.bincount(seg, minlength=n)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    nonempty = counts > 0
-    ufunc = np.minimum if how == "min" else np.maximum
-    out[nonempty] = ufunc.reduceat(rows, starts[nonempty], axis=0)
-    return out
 
 
 NUMPY_KERNELS = Kernels(
@@ -49,7 +39,9 @@ NUMPY_KERNELS = Kernels(
     sort=lambda a, axis, descending: -np.sort(-a, axis=axis) if descending else np.sort(a, axis=axis),
     arange=lambda n: np.arange(n, dtype=np.int64),
     rows=lambda A, idx: A[np.arange(idx.shape[0])[:, None], idx],
-    segment=_np_segment,
+    zeros=lambda shape, like: np.zeros(shape, like.dtype),
+    bincount=lambda a, n: np.bincount(a, minlength=n),
+    cumsum=np.cumsum,
     to_numpy=np.asarray,
 )
 
@@ -60,11 +52,6 @@ def _torch_kernels() -> Kernels:
     def where(mask: Any, a: Any, b: Any) -> Any:
         return torch.where(mask, a, b)
 
-    def segment(rows: Any, seg: Any, n: int, how: str) -> Any:
-        out = torch.zeros((n, *rows.shape[1:]), dtype=rows.dtype)
-        index = seg.reshape(-1, *(1,) * (rows.ndim - 1)).expand_as(rows)
-        return out.scatter_reduce_(0, index, rows, "amin" if how == "min" else "amax", include_self=False)
-
     return Kernels(
         minimum=torch.minimum,
         maximum=torch.maximum,
@@ -74,7 +61,9 @@ def _torch_kernels() -> Kernels:
         sort=lambda a, axis, descending: torch.sort(a, dim=axis, descending=descending).values,
         arange=lambda n: torch.arange(n, dtype=torch.int64),
         rows=lambda A, idx: A[torch.arange(idx.shape[0])[:, None], idx],
-        segment=segment,
+        zeros=lambda shape, like: torch.zeros(shape, dtype=like.dtype),
+        bincount=lambda a, n: torch.bincount(a, minlength=n),
+        cumsum=lambda a: torch.cumsum(a, 0),
         to_numpy=lambda a: a.detach().cpu().numpy(),
     )
 
@@ -87,3 +76,4 @@ def get_kernels(name: str) -> Kernels:
     if name not in _loaded:
         _loaded[name] = _KERNELS[name]()
     return _loaded[name]
+

@@ -19,6 +19,7 @@ from typing import Any
 from ..ir.nodes import Affine, Node, Op, Sym
 from ..rewrite.engine import factors, product
 from .intervals import Box, IntervalEvaluation, interval_mul
+from .hull import covering_hull
 
 
 # --- patterns ----------------------------------------------------------------------------------------------------
@@ -200,19 +201,22 @@ def selected_row_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
         v = iv.as_dtype((ev.data >= 0) & (ev.data < n_tok))
         return Box(v, v, axes)
     x = token_rows(iv, product(m.rest), m.i, n_tok)
-    E, k = e.shape[0], iv.k
+    xp, k = iv.xp, iv.k
     B = max(r_lo.shape[0], x.lo.shape[0])
-    cand = (r_lo[:, None, :] <= e[None, :, None]) & (e[None, :, None] <= r_hi[:, None, :])  # [B, E, n]
-    if cand.shape[0] != B:
-        cand = iv.xp.broadcast_to(cand, (B, *cand.shape[1:]))
-    b, ei, t = k.nonzero(cand)
-    seg = b * E + ei
-    xl, xh = (a if a.shape[0] == B else iv.xp.broadcast_to(a, (B, *a.shape[1:])) for a in (x.lo, x.hi))
-    own = tuple(xl.shape[2:])
-    lo = k.segment(xl[b, t], seg, B * E, "min").reshape((B, *e_shape, *own))
-    hi = k.segment(xh[b, t], seg, B * E, "max").reshape((B, *e_shape, *own))
-    return Box(lo, hi, axes, x.finite)
-
+    r_lo, r_hi = _batched(xp, r_lo, B), _batched(xp, r_hi, B)
+    own = tuple(x.lo.shape[2:])
+    values = [int(v) for v in k.to_numpy(e)]
+    first, last = max(min(values), 0), min(max(values), n_tok - 1)
+    if first > last:  # no token has any of these ranks
+        zero = k.zeros((1, *e_shape, *own), x.lo)
+        return Box(zero, zero, axes)
+    xl, xh = (_batched(xp, a, B).reshape((B * n_tok, *own)) for a in (x.lo, x.hi))
+    lo, hi = covering_hull(xp, k, xl, xh, r_lo, r_hi, first, last - first + 1)
+    if values != list(range(first, last + 1)):  # other ranks than one run: pick them, 0 for ranks no token has
+        at = xp.asarray([min(max(v - first, 0), last - first) for v in values], xp.int_dtype)
+        none = xp.asarray([v < 0 or v >= n_tok for v in values], xp.int_dtype).reshape((1, -1, *(1,) * len(own))) == 1
+        lo, hi = (k.where(none, 0.0, a[:, at]) for a in (lo, hi))
+    return Box(lo.reshape((B, *e_shape, *own)), hi.reshape((B, *e_shape, *own)), axes, x.finite)
 
 def ranked_sum_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     """sum<i>(heaviside(rank[i] - t) * X[i]) adds exactly s = n - t - 1 tokens (clipped to 0..n), every token with
