@@ -46,7 +46,7 @@ def covering_hull(xp: Backend, k: Kernels, lo: Any, hi: Any, rank_lo: Any, rank_
     covers = a <= c
     pairs = int(k.where(covers, c - a + 1, 0).sum())
     size = 1 << max(count - 1, 0).bit_length()
-    if method == "direct" or method is None and pairs <= 2 * B * (count + 2 * size):
+    if method == "direct" or (method is None and pairs <= 2 * B * (count + 2 * size)):
         pos = k.arange(count)
         cand = (a[:, None, :] <= pos[None, :, None]) & (pos[None, :, None] <= c[:, None, :])  # [B, count, n]
         b, r, t = k.nonzero(cand)

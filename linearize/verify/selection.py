@@ -18,8 +18,8 @@ from typing import Any
 
 from ..ir.nodes import Affine, Node, Op, Sym
 from ..rewrite.engine import factors, product
-from .intervals import Box, IntervalEvaluation, interval_mul
 from .hull import covering_hull
+from .intervals import Box, IntervalEvaluation, interval_mul
 
 
 # --- patterns ----------------------------------------------------------------------------------------------------
