@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "check": "property-test a program's linearized form against its torch reference",
     "prove": "prove equivalence over every ordering of the scores, exactly",
     "cost": "count comparisons, rank tests, multiplications and additions",
+    "bounds": "sound lower and upper bounds on the output over a box of inputs",
 }
 
 
