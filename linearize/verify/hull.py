@@ -20,7 +20,7 @@ def segment_hull(k: Kernels, lo: Any, hi: Any, src: Any, seg: Any, n_seg: int, f
     for rows lo, hi [R, *F] and seg sorted. One pass per slot (a segment's first, second, ... member), each a
     gather and a minimum over the segments that have that many members: most segments have one, so this is about
     one gather of the rows, where a reduceat or scatter-reduce over all members costs several times more."""
-    out_lo, out_hi = k.zeros((n_seg, *lo.shape[1:]), lo) + fill, k.zeros((n_seg, *lo.shape[1:]), lo) - fill
+    out_lo, out_hi = k.full((n_seg, *lo.shape[1:]), fill, lo), k.full((n_seg, *lo.shape[1:]), -fill, lo)
     if not seg.shape[0]:
         return out_lo, out_hi
     counts = k.bincount(seg, n_seg)
@@ -30,10 +30,11 @@ def segment_hull(k: Kernels, lo: Any, hi: Any, src: Any, seg: Any, n_seg: int, f
         at = slot == s
         where, rows = seg[at], src[at]
         if s == 0:
-            out_lo[where], out_hi[where] = lo[rows], hi[rows]
+            k.put(out_lo, where, k.take(lo, rows))
+            k.put(out_hi, where, k.take(hi, rows))
         else:
-            out_lo[where] = k.minimum(out_lo[where], lo[rows])
-            out_hi[where] = k.maximum(out_hi[where], hi[rows])
+            k.put(out_lo, where, k.minimum(k.take(out_lo, where), k.take(lo, rows)))
+            k.put(out_hi, where, k.maximum(k.take(out_hi, where), k.take(hi, rows)))
     return out_lo, out_hi
 
 
@@ -75,8 +76,7 @@ def _tree_hull(xp: Backend, k: Kernels, lo: Any, hi: Any, a: Any, c: Any, covers
         keep = left < right
         b, row, left, right = b[keep], row[keep], left[keep], right[keep]
     if not nodes:  # no row covers any of these ranks
-        zero = k.zeros((B, count, *lo.shape[1:]), lo)
-        return zero, zero + 0.0
+        return k.full((B, count, *lo.shape[1:]), 0.0, lo), k.full((B, count, *lo.shape[1:]), 0.0, lo)
     nodes_flat, rows_flat = xp.concat(nodes, 0), xp.concat(rows, 0)
     order = xp.argsort(nodes_flat, False)
     inf = float("inf")

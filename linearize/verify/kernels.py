@@ -24,10 +24,16 @@ class Kernels:
     sort: Callable[[Any, int, bool], Any]  # (a, axis, descending) -> sorted values
     arange: Callable[[int], Any]  # int64
     rows: Callable[[Any, Any], Any]  # (A [B, n, *F], idx [B, M]) -> A[b, idx[b, m]], [B, M, *F]
-    zeros: Callable[[tuple[int, ...], Any], Any]  # (shape, an array whose dtype it takes)
+    full: Callable[[tuple[int, ...], float, Any], Any]  # (shape, value, an array whose dtype it takes)
+    take: Callable[[Any, Any], Any]  # (a, idx) -> a[idx] along the first axis
+    put: Callable[[Any, Any, Any], None]  # (out, idx, values): out[idx] = values along the first axis, in place
     bincount: Callable[[Any, int], Any]  # (int array, minlength) -> counts
     cumsum: Callable[[Any], Any]  # along the only axis
     to_numpy: Callable[[Any], np.ndarray]
+
+
+def _np_put(out: np.ndarray, idx: np.ndarray, values: np.ndarray) -> None:
+    out[idx] = values
 
 
 NUMPY_KERNELS = Kernels(
@@ -39,7 +45,9 @@ NUMPY_KERNELS = Kernels(
     sort=lambda a, axis, descending: -np.sort(-a, axis=axis) if descending else np.sort(a, axis=axis),
     arange=lambda n: np.arange(n, dtype=np.int64),
     rows=lambda A, idx: A[np.arange(idx.shape[0])[:, None], idx],
-    zeros=lambda shape, like: np.zeros(shape, like.dtype),
+    full=lambda shape, value, like: np.full(shape, value, like.dtype),
+    take=lambda a, idx: a[idx],
+    put=_np_put,
     bincount=lambda a, n: np.bincount(a, minlength=n),
     cumsum=np.cumsum,
     to_numpy=np.asarray,
@@ -61,7 +69,9 @@ def _torch_kernels() -> Kernels:
         sort=lambda a, axis, descending: torch.sort(a, dim=axis, descending=descending).values,
         arange=lambda n: torch.arange(n, dtype=torch.int64),
         rows=lambda A, idx: A[torch.arange(idx.shape[0])[:, None], idx],
-        zeros=lambda shape, like: torch.zeros(shape, dtype=like.dtype),
+        full=lambda shape, value, like: torch.full(shape, value, dtype=like.dtype),
+        take=lambda a, idx: a.index_select(0, idx),  # much faster than a[idx]
+        put=lambda out, idx, values: out.index_copy_(0, idx, values),  # and than out[idx] = values
         bincount=lambda a, n: torch.bincount(a, minlength=n),
         cumsum=lambda a: torch.cumsum(a, 0),
         to_numpy=lambda a: a.detach().cpu().numpy(),

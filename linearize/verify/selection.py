@@ -208,7 +208,7 @@ def selected_row_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     values = [int(v) for v in k.to_numpy(e)]
     first, last = max(min(values), 0), min(max(values), n_tok - 1)
     if first > last:  # no token has any of these ranks
-        zero = k.zeros((1, *e_shape, *own), x.lo)
+        zero = k.full((1, *e_shape, *own), 0.0, x.lo)
         return Box(zero, zero, axes)
     xl, xh = (_batched(xp, a, B).reshape((B * n_tok, *own)) for a in (x.lo, x.hi))
     lo, hi = covering_hull(xp, k, xl, xh, r_lo, r_hi, first, last - first + 1)
@@ -238,29 +238,33 @@ def ranked_sum_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
         size, forced, out = n_tok - min(max(t + 1, 0), n_tok), r_lo > t, r_hi <= t
     else:  # rank < t
         size, forced, out = min(max(t, 0), n_tok), r_hi < t, r_lo >= t
-    # the tokens that may be in the set, first and in index order: the others never enter the sum
-    order = xp.argsort(xp.to_dtype(out, xp.int_dtype), False)
-    inside = n_tok - out.sum(-1)  # [B]
-    width = int(inside.max())
+    # the undecided tokens first, then the forced ones, each in index order: the others never enter the sum
+    order = xp.argsort(xp.to_dtype(forced, xp.int_dtype) + 2 * xp.to_dtype(out, xp.int_dtype), False)
+    undecided = n_tok - out.sum(-1) - forced.sum(-1)  # [B]
+    inside = n_tok - out.sum(-1)
+    width, spread = int(inside.max()), int(undecided.max())
     order = order[:, :width]
-    valid = k.arange(width)[None, :] < inside[:, None]
-    forced_c = k.rows(forced, order) & valid
-    undecided_c = valid & ~forced_c
+    pos = k.arange(width)[None, :]
     terms = None
     for r in rows:
         lo = k.rows(_batched(xp, r.lo, B), order)
         box = Box(lo, lo if r.exact else k.rows(_batched(xp, r.hi, B), order), (), r.finite)
         terms = box if terms is None else interval_mul(k, *_own_aligned(terms, box), ())
     if terms is None:  # no other factor: the sum counts the tokens
-        one = iv.as_dtype(valid)
+        one = iv.as_dtype(pos < inside[:, None])
         terms = Box(one, one, ())
-    missing = size - forced.sum(-1)  # [B]: how many undecided tokens are in the set
-    take = k.arange(width)[None, :] < missing[:, None]  # [B, width]
     extra = (1,) * (terms.lo.ndim - 2)
-    fc, uc, tk = (a.reshape(a.shape + extra) for a in (forced_c, undecided_c, take))
-    inf = float("inf")
-    lo = k.where(fc, terms.lo, 0.0).sum(1) + k.where(tk, k.sort(k.where(uc, terms.lo, inf), 1, False), 0.0).sum(1)
-    hi = k.where(fc, terms.hi, 0.0).sum(1) + k.where(tk, k.sort(k.where(uc, terms.hi, -inf), 1, True), 0.0).sum(1)
+    shaped = lambda a: a.reshape(a.shape + extra)
+    is_forced = shaped((pos >= undecided[:, None]) & (pos < inside[:, None]))
+    lo, hi = k.where(is_forced, terms.lo, 0.0).sum(1), k.where(is_forced, terms.hi, 0.0).sum(1)
+    if spread:  # and the `missing` smallest (largest) undecided terms
+        missing = size - forced.sum(-1)  # [B]: how many undecided tokens are in the set
+        is_undecided = shaped(pos[:, :spread] < undecided[:, None])
+        take = shaped(pos[:, :spread] < missing[:, None])
+        inf = float("inf")
+        least = k.sort(k.where(is_undecided, terms.lo[:, :spread], inf), 1, False)
+        most = k.sort(k.where(is_undecided, terms.hi[:, :spread], -inf), 1, True)
+        lo, hi = lo + k.where(take, least, 0.0).sum(1), hi + k.where(take, most, 0.0).sum(1)
     return Box(lo, hi, (), terms.finite)
 
 
