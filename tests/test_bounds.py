@@ -351,11 +351,11 @@ def _elementwise(op):
 
 
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "neg", "heaviside", "delta", "mean"])
-@given(seed=st.integers(0, 2**32 - 1))
-def test_each_op_rule_holds_at_sampled_points(op, seed):
+@given(seed=st.integers(0, 2**32 - 1), nonneg=st.sampled_from(["", "a", "b", "ab"]))
+def test_each_op_rule_holds_at_sampled_points(op, seed, nonneg):
     rng = np.random.default_rng(seed)
-    lo = {n: rng.integers(-4, 5, (3, 5)) / 4 for n in "ab"}
-    hi = {n: lo[n] + rng.integers(0, 3, (3, 5)) / 4 for n in "ab"}
+    lo = {n: rng.integers(0 if n in nonneg else -4, 5, (3, 5)) / 4 for n in "ab"}  # a product of a box >= 0 is
+    hi = {n: lo[n] + rng.integers(0, 3, (3, 5)) / 4 for n in "ab"}  # taken by a rule of its own
     prog = _elementwise(op)
     b = L.bounds(prog, lo, hi)
     f = L.compile(prog)
@@ -426,3 +426,13 @@ def test_both_ways_to_the_covering_hull_agree_with_a_loop(backend, seed, n, firs
                             count, method)
         np.testing.assert_array_equal(np.asarray(got[0]), want_lo, err_msg=method)
         np.testing.assert_array_equal(np.asarray(got[1]), want_hi, err_msg=method)
+
+
+def test_every_bound_rule_is_documented_with_its_math():
+    from pathlib import Path
+
+    from linearize.verify.selection import STRUCTURAL_RULES
+    text = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text()
+    bounds_section = text[text.index("## Bounds"):]
+    for rule in STRUCTURAL_RULES:
+        assert f"### {rule.name}\n`{rule.math}`" in bounds_section, rule.name

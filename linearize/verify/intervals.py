@@ -110,18 +110,29 @@ def interval_mul(k: Kernels, a: Box, b: Box, axes: tuple[Sym, ...]) -> Box:
     if a.exact and b.exact:
         p = a.lo * b.lo
         return Box(p, p, axes)
+    finite = a.finite and b.finite
     if a.exact or b.exact:
         e, v = (a, b) if a.exact else (b, a)
         products = [e.lo * v.lo, e.lo * v.hi]
     else:
+        small, large = (a, b) if _size(a.lo) <= _size(b.lo) else (b, a)
+        for p, q in ((small, large), (large, small)):
+            if finite and bool((p.lo >= 0).all()):  # p >= 0: the product is monotone in p, either way by q's sign
+                return Box(q.lo * k.where(q.lo >= 0, p.lo, p.hi), q.hi * k.where(q.hi >= 0, p.hi, p.lo), axes)
         products = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
-    finite = a.finite and b.finite
     if not finite:
         products = [k.where(k.isnan(p), 0.0, p) for p in products]
     lo, hi = products[0], products[0]
     for p in products[1:]:
         lo, hi = k.minimum(lo, p), k.maximum(hi, p)
     return Box(lo, hi, axes, finite)
+
+
+def _size(a: Any) -> int:
+    n = 1
+    for d in a.shape:
+        n *= d
+    return n
 
 
 def _add(iv: IntervalEvaluation, n: Node) -> Box:

@@ -1,5 +1,5 @@
 """The few array primitives the bound computation needs beyond the evaluation backends' (eval/backends.py):
-elementwise min/max, nonzero, sorting along an axis, per-batch row gathers and counting.
+elementwise min/max, nonzero, sums of the least entries, per-batch row gathers and counting.
 One table per array library; torch is imported only when its table is asked for.
 
 Bounds are computed by the verifier, not by the program, so these may depend on the data (nonzero, sort).
@@ -21,7 +21,7 @@ class Kernels:
     where: Callable[[Any, Any, Any], Any]  # (mask, a, b) with a or b possibly a Python number
     isnan: Callable[[Any], Any]
     nonzero: Callable[[Any], tuple[Any, ...]]  # indices of the True entries, in row-major order
-    sort: Callable[[Any, int, bool], Any]  # (a, axis, descending) -> sorted values
+    least_sums: Callable[[Any, Any], Any]  # (a [B, U, *F], m [B]) -> the sum of the m[b] least a[b, :, f], [B, *F]
     arange: Callable[[int], Any]  # int64
     rows: Callable[[Any, Any], Any]  # (A [B, n, *F], idx [B, M]) -> A[b, idx[b, m]], [B, M, *F]
     full: Callable[[tuple[int, ...], float, Any], Any]  # (shape, value, an array whose dtype it takes)
@@ -30,6 +30,16 @@ class Kernels:
     bincount: Callable[[Any, int], Any]  # (int array, minlength) -> counts
     cumsum: Callable[[Any], Any]  # along the only axis
     to_numpy: Callable[[Any], np.ndarray]
+
+
+def _np_least_sums(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Sorted along a last, contiguous axis (sorting along axis 1 is slower), then a running sum read at m - 1."""
+    if not a.shape[1]:
+        return np.zeros((a.shape[0], *a.shape[2:]), a.dtype)
+    running = np.cumsum(np.sort(np.moveaxis(a, 1, -1), axis=-1), axis=-1)
+    shape = (a.shape[0], *(1,) * (a.ndim - 2))
+    at = np.broadcast_to(np.maximum(m - 1, 0).reshape(*shape, 1), (*running.shape[:-1], 1))
+    return np.where(m.reshape(shape) > 0, np.take_along_axis(running, at, -1)[..., 0], 0).astype(a.dtype, copy=False)
 
 
 def _np_put(out: np.ndarray, idx: np.ndarray, values: np.ndarray) -> None:
@@ -42,7 +52,7 @@ NUMPY_KERNELS = Kernels(
     where=np.where,
     isnan=np.isnan,
     nonzero=np.nonzero,
-    sort=lambda a, axis, descending: -np.sort(-a, axis=axis) if descending else np.sort(a, axis=axis),
+    least_sums=_np_least_sums,
     arange=lambda n: np.arange(n, dtype=np.int64),
     rows=lambda A, idx: A[np.arange(idx.shape[0])[:, None], idx],
     full=lambda shape, value, like: np.full(shape, value, like.dtype),
@@ -66,7 +76,8 @@ def _torch_kernels() -> Kernels:
         where=where,
         isnan=torch.isnan,
         nonzero=lambda m: torch.nonzero(m, as_tuple=True),
-        sort=lambda a, axis, descending: torch.sort(a, dim=axis, descending=descending).values,
+        # through a numpy view: torch's CPU sort of many short rows is several times slower than numpy's
+        least_sums=lambda a, m: torch.from_numpy(_np_least_sums(a.detach().numpy(), m.numpy())),
         arange=lambda n: torch.arange(n, dtype=torch.int64),
         rows=lambda A, idx: A[torch.arange(idx.shape[0])[:, None], idx],
         full=lambda shape, value, like: torch.full(shape, value, dtype=like.dtype),

@@ -260,11 +260,9 @@ def ranked_sum_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     if spread:  # and the `missing` smallest (largest) undecided terms
         missing = size - forced.sum(-1)  # [B]: how many undecided tokens are in the set
         is_undecided = shaped(pos[:, :spread] < undecided[:, None])
-        take = shaped(pos[:, :spread] < missing[:, None])
         inf = float("inf")
-        least = k.sort(k.where(is_undecided, terms.lo[:, :spread], inf), 1, False)
-        most = k.sort(k.where(is_undecided, terms.hi[:, :spread], -inf), 1, True)
-        lo, hi = lo + k.where(take, least, 0.0).sum(1), hi + k.where(take, most, 0.0).sum(1)
+        lo = lo + k.least_sums(k.where(is_undecided, terms.lo[:, :spread], inf), missing)
+        hi = hi - k.least_sums(k.where(is_undecided, -terms.hi[:, :spread], inf), missing)
     return Box(lo, hi, (), terms.finite)
 
 
@@ -285,4 +283,24 @@ def _own_aligned(a: Box, b: Box) -> tuple[Box, Box]:
     return pad(a), pad(b)
 
 
-STRUCTURAL_RULES = (rank_rule, selected_row_rule, ranked_sum_rule)
+@dataclass(frozen=True)
+class BoundRule:
+    """A structural bound rule with its name and its one line of mathematics (docs/rules.md, section Bounds)."""
+
+    name: str
+    fn: Any  # (IntervalEvaluation, Node) -> Box | None
+    math: str
+
+    def __call__(self, iv: IntervalEvaluation, n: Node) -> Box | None:
+        return self.fn(iv, n)
+
+
+STRUCTURAL_RULES: tuple[BoundRule, ...] = (
+    BoundRule("rank-interval", rank_rule,
+              "rank[i] in [#{j : j certainly before i}, n - 1 - #{j : j certainly after i}]"),
+    BoundRule("selected-row", selected_row_rule,
+              "sum<i < n>(delta(rank[i] - e) * X[i]) in hull{X[i] : rank_lo[i] <= e <= rank_hi[i]}"),
+    BoundRule("ranked-sum", ranked_sum_rule,
+              "sum<i < n>(heaviside(rank[i] - t) * X[i]) in [sum_{forced} X_lo + the m least undecided X_lo, "
+              "sum_{forced} X_hi + the m greatest undecided X_hi]"),
+)
