@@ -77,23 +77,28 @@ def _tree_hull(xp: Backend, k: Kernels, lo: Any, hi: Any, a: Any, c: Any, covers
         b, row, left, right = b[keep], row[keep], left[keep], right[keep]
     if not nodes:  # no row covers any of these ranks
         return k.full((B, count, *lo.shape[1:]), 0.0, lo), k.full((B, count, *lo.shape[1:]), 0.0, lo)
+    # only the nodes over ranks < count are ever used: level by level, the first `need` nodes of each level,
+    # stored one level after the other (about 2 * count rows, not 2 * size)
+    widths = [1 << level for level in range(size.bit_length())]  # nodes per level, root first
+    need = [-(-count * w // size) for w in widths]
+    start = [sum(need[:j]) for j in range(len(need))]
+    total = start[-1] + need[-1]
+    place = [-1] * (2 * size)  # tree node -> its row in the compact layout
+    for w, n_w, s_w in zip(widths, need, start):
+        place[w:w + n_w] = range(s_w, s_w + n_w)
+    place_arr = xp.asarray(place, xp.int_dtype)
     nodes_flat, rows_flat = xp.concat(nodes, 0), xp.concat(rows, 0)
+    nodes_flat = (nodes_flat // (2 * size)) * total + place_arr[nodes_flat % (2 * size)]
     order = xp.argsort(nodes_flat, False)
     inf = float("inf")
-    t_lo, t_hi = segment_hull(k, lo, hi, rows_flat[order], nodes_flat[order], B * 2 * size, fill=inf)
+    t_lo, t_hi = segment_hull(k, lo, hi, rows_flat[order], nodes_flat[order], B * total, fill=inf)
     F = tuple(lo.shape[1:])
-    t_lo, t_hi = t_lo.reshape((B, 2 * size, *F)), t_hi.reshape((B, 2 * size, *F))
-    width = 1
-    while width < size:  # push each node's hull down to its two children
-        parent = slice(width, 2 * width)
-        child = slice(2 * width, 4 * width)
-        shape = (B, width, 2, *F)
-        t_lo[:, child] = k.minimum(t_lo[:, child].reshape(shape), t_lo[:, parent][:, :, None]).reshape(
-            (B, 2 * width, *F))
-        t_hi[:, child] = k.maximum(t_hi[:, child].reshape(shape), t_hi[:, parent][:, :, None]).reshape(
-            (B, 2 * width, *F))
-        width *= 2
-    out_lo, out_hi = t_lo[:, size:size + count], t_hi[:, size:size + count]
+    t_lo, t_hi = t_lo.reshape((B, total, *F)), t_hi.reshape((B, total, *F))
+    for j in range(len(widths) - 1):  # push each node's hull down to its two children
+        parent, child = slice(start[j], start[j] + need[j]), slice(start[j + 1], start[j + 1] + need[j + 1])
+        for t, op in ((t_lo, k.minimum), (t_hi, k.maximum)):
+            twice = xp.broadcast_to(t[:, parent][:, :, None], (B, need[j], 2, *F)).reshape((B, 2 * need[j], *F))
+            t[:, child] = op(t[:, child], twice[:, :need[j + 1]])
+    out_lo, out_hi = t_lo[:, start[-1]:], t_hi[:, start[-1]:]
     empty = out_lo == inf
     return k.where(empty, 0.0, out_lo), k.where(empty, 0.0, out_hi)
-
