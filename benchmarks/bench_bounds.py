@@ -18,7 +18,8 @@ and the tokens per image whose status is undecided (neither certainly kept nor c
 
 Time. At ViT-B/16, B = 64 (N + 1 = 197, C = 768, H = 12, k = 138), interleaved rounds (one call of each per
 round, the median of --runs): the official selection alone (`_select`: topk, complement, gather, weighted sum, cat,
-no input check) and linearize.bounds with the numpy and torch backends, input checks included.
+no input check), linearize.bounds with the numpy and torch backends (input checks included), and those input checks
+alone (finiteness, shapes and dtypes of both boxes, lower <= upper).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 import linearize as L
+from linearize.eval.compiled import Compiled
 from linearize.reference import _select
 from linearize.reference import evit as official_evit
 from linearize.reference import topk as official_topk
@@ -122,13 +124,22 @@ def _fmt_width(r: dict) -> str:
             f"{ratio_naive:.1f}x | {ratio_emp:.2f}x | {r['seconds'] * 1e3:.0f} ms |")
 
 
-def time_rows(runs: int, eps_values: tuple[float, ...] = (1e-5, 1e-4, 1e-3)) -> list[dict[str, Any]]:
+def time_rows(runs: int, eps_values: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3)) -> list[dict[str, Any]]:
     b, n, c, h = 64, 196, 768, 12
     x, attn = centre(b, n, c, h)
     k = L.keep_rate_to_k(KEEP, n)
     prog = L.programs.get("evit")
     tx, ta = torch.as_tensor(x), torch.as_tensor(attn)
     calls = {"official selection": lambda: _select(tx, ta, k, stable=False, extra=True)}
+    checked = Compiled(L.linearize(prog).result)
+    e = np.float32(1e-4)
+    lo, hi = {"x": x - e, "attn": attn - e}, {"x": x + e, "attn": attn + e}
+
+    def input_checks(lo: dict = lo, hi: dict = hi) -> None:  # what bounds() checks before it bounds anything
+        checked.prepare({**lo, "k": k})
+        checked.prepare({**hi, "k": k})
+        assert not any(bool((lo[n] > hi[n]).any()) for n in lo)
+    calls["the input checks alone (numpy)"] = input_checks
     for eps in eps_values:
         e = np.float32(eps)
         lo, hi = {"x": x - e, "attn": attn - e}, {"x": x + e, "attn": attn + e}

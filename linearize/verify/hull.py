@@ -39,10 +39,12 @@ def segment_hull(k: Kernels, lo: Any, hi: Any, src: Any, seg: Any, n_seg: int, f
 
 
 def covering_hull(xp: Backend, k: Kernels, lo: Any, hi: Any, rank_lo: Any, rank_hi: Any, first: int,
-                  count: int, method: str | None = None) -> tuple[Any, Any]:
-    """[B, count, *F] hulls for the ranks first..first + count - 1 (0 where no row covers a rank). method "direct"
-    or "tree" forces one way (the tests compare them); by default the one with fewer row visits is taken."""
+                  count: int, method: str | None = None, stride: int | None = None, offset: int = 0) -> tuple[Any, Any]:
+    """[B, count, *F] hulls for the ranks first..first + count - 1 (0 where no row covers a rank); row (b, i) is
+    lo[b * stride + offset + i] (stride n by default). method "direct" or "tree" forces one way (the tests compare
+    them); by default the one with fewer row visits is taken."""
     B, n = rank_lo.shape
+    stride = n if stride is None else stride
     a, c = xp.clip(rank_lo - first, 0, count), xp.clip(rank_hi - first, -1, count - 1)
     covers = a <= c
     pairs = int(k.where(covers, c - a + 1, 0).sum())
@@ -51,16 +53,16 @@ def covering_hull(xp: Backend, k: Kernels, lo: Any, hi: Any, rank_lo: Any, rank_
         pos = k.arange(count)
         cand = (a[:, None, :] <= pos[None, :, None]) & (pos[None, :, None] <= c[:, None, :])  # [B, count, n]
         b, r, t = k.nonzero(cand)
-        out_lo, out_hi = segment_hull(k, lo, hi, b * n + t, b * count + r, B * count)
+        out_lo, out_hi = segment_hull(k, lo, hi, b * stride + offset + t, b * count + r, B * count)
         return out_lo.reshape((B, count, *lo.shape[1:])), out_hi.reshape((B, count, *lo.shape[1:]))
-    return _tree_hull(xp, k, lo, hi, a, c, covers, count, size)
+    return _tree_hull(xp, k, lo, hi, a, c, covers, count, size, stride, offset)
 
 
 def _tree_hull(xp: Backend, k: Kernels, lo: Any, hi: Any, a: Any, c: Any, covers: Any, count: int,
-               size: int) -> tuple[Any, Any]:
-    B, n = a.shape
+               size: int, stride: int, offset: int) -> tuple[Any, Any]:
+    B = a.shape[0]
     b, t = k.nonzero(covers)
-    row = b * n + t
+    row = b * stride + offset + t
     left, right = a[b, t] + size, c[b, t] + size + 1  # the half-open run of leaves, as tree nodes
     nodes, rows = [], []
     while left.shape[0]:  # the standard bottom-up decomposition of [left, right) into whole blocks

@@ -158,24 +158,24 @@ def rank_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     return Box(lo, lo if key.exact and iv.ties == "stable" else iv.as_dtype(r_hi), ())
 
 
-def token_rows(iv: IntervalEvaluation, x: Node, i: Sym, n: int) -> Box:
-    """The box of x (free in i alone) for every token i, as arrays [B, n, *own] (no axes)."""
+def token_rows(iv: IntervalEvaluation, x: Node, i: Sym, n: int) -> tuple[Box, int]:
+    """The box of x (free in i alone) for every token i: arrays [B, m, *own] (no axes) whose rows c..c + n - 1 are
+    the n tokens', and c. For x = T[i + c], T's own arrays, so that taking rows never copies a slice of T first."""
     if x.op is Op.INDEX and x.arg == 0 and x.src[1].op is Op.AFFINE and not x.src[0].free:
         a: Affine = x.src[1].arg
-        if a.coeff(i) == 1 and a.vars == {i}:  # x = T[i + c]: a slice of T, not a copy
+        if a.coeff(i) == 1 and a.vars == {i}:
             c = (a - Affine.of(i)).value(iv.env)
             t = iv.box(x.src[0])
             if not t.axes and 0 <= c and c + n <= t.lo.shape[1]:
-                lo = t.lo[:, c:c + n]
-                return Box(lo, lo if t.exact else t.hi[:, c:c + n], (), t.finite)
+                return t, c
     b = iv.box(x)
     if b.axes == (i,) and b.lo.shape[1] == n:
-        return Box(b.lo, b.hi, (), b.finite)
+        return Box(b.lo, b.hi, (), b.finite), 0
     if not b.axes:  # the same for every token
         lo = b.lo[:, None]
         shape = (lo.shape[0], n, *lo.shape[2:])
         lo = iv.xp.broadcast_to(lo, shape)
-        return Box(lo, lo if b.exact else iv.xp.broadcast_to(b.hi[:, None], shape), (), b.finite)
+        return Box(lo, lo if b.exact else iv.xp.broadcast_to(b.hi[:, None], shape), (), b.finite), 0
     raise AssertionError(f"token_rows: unexpected axes {b.axes}")  # excluded by the pattern's free-variable test
 
 
@@ -200,7 +200,7 @@ def selected_row_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     if not m.rest:  # sum<i>(delta(rank[i] - e)) is exactly 1 when e is a rank, else 0
         v = iv.as_dtype((ev.data >= 0) & (ev.data < n_tok))
         return Box(v, v, axes)
-    x = token_rows(iv, product(m.rest), m.i, n_tok)
+    x, offset = token_rows(iv, product(m.rest), m.i, n_tok)
     xp, k = iv.xp, iv.k
     B = max(r_lo.shape[0], x.lo.shape[0])
     r_lo, r_hi = _batched(xp, r_lo, B), _batched(xp, r_hi, B)
@@ -210,8 +210,9 @@ def selected_row_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     if first > last:  # no token has any of these ranks
         zero = k.full((1, *e_shape, *own), 0.0, x.lo)
         return Box(zero, zero, axes)
-    xl, xh = (_batched(xp, a, B).reshape((B * n_tok, *own)) for a in (x.lo, x.hi))
-    lo, hi = covering_hull(xp, k, xl, xh, r_lo, r_hi, first, last - first + 1)
+    stride = x.lo.shape[1]  # token i is row b * stride + offset + i of the flattened arrays (free when contiguous)
+    xl, xh = (_batched(xp, a, B).reshape((B * stride, *own)) for a in (x.lo, x.hi))
+    lo, hi = covering_hull(xp, k, xl, xh, r_lo, r_hi, first, last - first + 1, stride=stride, offset=offset)
     if values != list(range(first, last + 1)):  # other ranks than one run: pick them, 0 for ranks no token has
         at = xp.asarray([min(max(v - first, 0), last - first) for v in values], xp.int_dtype)
         none = xp.asarray([v < 0 or v >= n_tok for v in values], xp.int_dtype).reshape((1, -1, *(1,) * len(own))) == 1
@@ -232,7 +233,7 @@ def ranked_sum_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     n_tok, t = r_lo.shape[1], m.test.e.value(iv.env)
     xp, k = iv.xp, iv.k
     rows = [token_rows(iv, f, m.i, n_tok) for f in m.rest]
-    B = max([r_lo.shape[0], *(r.lo.shape[0] for r in rows)])
+    B = max([r_lo.shape[0], *(r.lo.shape[0] for r, _ in rows)])
     r_lo, r_hi = _batched(xp, r_lo, B), _batched(xp, r_hi, B)
     if m.test.sign > 0:  # rank > t
         size, forced, out = n_tok - min(max(t + 1, 0), n_tok), r_lo > t, r_hi <= t
@@ -246,9 +247,10 @@ def ranked_sum_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     order = order[:, :width]
     pos = k.arange(width)[None, :]
     terms = None
-    for r in rows:
-        lo = k.rows(_batched(xp, r.lo, B), order)
-        box = Box(lo, lo if r.exact else k.rows(_batched(xp, r.hi, B), order), (), r.finite)
+    for r, offset in rows:
+        at = order + offset
+        lo = k.rows(_batched(xp, r.lo, B), at)
+        box = Box(lo, lo if r.exact else k.rows(_batched(xp, r.hi, B), at), (), r.finite)
         terms = box if terms is None else interval_mul(k, *_own_aligned(terms, box), ())
     if terms is None:  # no other factor: the sum counts the tokens
         one = iv.as_dtype(pos < inside[:, None])
