@@ -35,12 +35,15 @@ class Kernels:
 def _np_least_sums(a: np.ndarray, m: np.ndarray) -> np.ndarray:
     """A partition (not a sort) along a contiguous last axis, once per distinct m; three to four times faster than
     sorting and a running sum."""
-    rows = np.ascontiguousarray(np.moveaxis(a, 1, -1))  # [B, *F, U]
+    rows = np.moveaxis(a, 1, -1).copy()  # [B, *F, U], contiguous, ours to partition in place
     out = np.zeros(rows.shape[:-1], a.dtype)
-    for count in np.unique(m):
+    counts = np.unique(m)
+    for count in counts:
         if count > 0:
             at = np.flatnonzero(m == count)
-            out[at] = np.partition(rows[at], count - 1, axis=-1)[..., :count].sum(-1)
+            part = rows if len(counts) == 1 else rows[at]
+            part.partition(count - 1, axis=-1)
+            out[at] = part[..., :count].sum(-1)
     return out
 
 
