@@ -1,21 +1,28 @@
 """The official EViT token selection vs the compiled linearized EViT, side by side in one process.
 
-    python benchmarks/bench_evit.py [--threads 2] [--runs 9] [--no-memory] [--json OUT]
+    python benchmarks/bench_evit.py [--threads 2] [--runs 9] [--no-memory] [--configs ...] [--scaling] [--json OUT]
 
 For DeiT-S (C=384, H=6) and ViT-B/16 (C=768, H=12) at B=64, N+1=197, keep rate 0.7 (k = ceil(0.7 * 196) = 138),
-float32, it times, interleaved (one call of each implementation per round, the median of --runs rounds):
+and B=1, N+1=17 (C=384, H=6, k=12), float32, it times, interleaved (one call of each implementation per round, the
+median of --runs rounds; at B=1 a round is 200 calls of each):
 
-- official        `linearize.reference.evit`: the official code path plus that module's input check (isfinite over
-                  attn, as the reference does before selecting)
-- official core   the official selection alone (topk, complement_idx, gather, weighted sum, cat), no input check
-- linearized/torch, linearized/numpy   `linearize.compile(linearize(evit).result, backend)`; each call checks its
-                  inputs (shapes, dtypes, finiteness of x and attn) and runs the cached plan
+- official            `linearize.reference.evit`: the official code path plus that module's input check (isfinite
+                      over attn, as the reference does before selecting)
+- official core       the official selection alone (topk, complement_idx, gather, weighted sum, cat), no input check
+- oblivious/torch, oblivious/numpy   `linearize.compile(linearize(evit).result, backend)`: the default plan, only
+                      data-oblivious operations (the comparison matrix, a one-hot matrix product, a matrix-vector
+                      product for the fused token)
+- sort/torch, sort/numpy   the same with `strategy="sort"`: the rank by a stable sort, the kept rows moved by index
+                      (data-dependent)
+
+Each linearized call checks its inputs (shapes, dtypes, finiteness of x and attn) and runs its cached plan.
+`--scaling` runs B=8, C=384, H=6 at N+1 = 17, 33, 65, 197, 401, 577 and 1025 instead (keep rate 0.7).
 
 Every output is checked against the official reference before timing: the kept rows must be equal, the fused token
-equal to 1e-5. Then the per-call time at B=1, N+1=17, C=384, H=6 (k=12), and the peak memory of one call, measured
-in a fresh subprocess per implementation: the rise of the resident set's high-water mark (VmHWM, reset through
-/proc/self/clear_refs) over the resident set before the call, after one warm-up call (so the plan is built and the
-libraries are loaded), and for numpy also tracemalloc's peak of the call.
+equal to 1e-5. The peak memory of one call is measured in a fresh subprocess per implementation: the rise of the
+resident set's high-water mark (VmHWM, reset through /proc/self/clear_refs) over the resident set before the call,
+after one warm-up call (so the plan is built and the libraries are loaded), with glibc's mmap threshold fixed at
+64 KiB so that freed blocks leave the resident set; for numpy also tracemalloc's peak.
 """
 
 from __future__ import annotations
@@ -39,12 +46,14 @@ from linearize.reference import _select
 from linearize.reference import evit as official
 
 CONFIGS = {"DeiT-S": (64, 196, 384, 6), "ViT-B/16": (64, 196, 768, 12), "small": (1, 16, 384, 6)}
+SCALING = {f"N+1={n + 1}": (8, n, 384, 6) for n in (16, 32, 64, 196, 400, 576, 1024)}
 KEEP = 0.7
-IMPLS = ("official", "official core", "linearized/torch", "linearized/numpy")
+IMPLS = ("official", "official core", "oblivious/torch", "oblivious/numpy", "sort/torch", "sort/numpy")
+SHAPES = {**CONFIGS, **SCALING}
 
 
 def inputs(config: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
-    b, n, c, h = CONFIGS[config]
+    b, n, c, h = SHAPES[config]
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, n + 1, c, generator=g)
     attn = torch.randn(b, h, n + 1, n + 1, generator=g).softmax(-1)
@@ -53,12 +62,14 @@ def inputs(config: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]
 
 def implementations(x: torch.Tensor, attn: torch.Tensor, k: int) -> dict[str, Callable[[], Any]]:
     lin = L.linearize(L.programs.get("evit")).result
-    ft, fn = L.compile(lin, "torch"), L.compile(lin, "numpy")
     xn, an = x.numpy(), attn.numpy()
-    return {"official": lambda: official(x, attn, k),
-            "official core": lambda: _select(x, attn, k, stable=False, extra=True),
-            "linearized/torch": lambda: ft(x=x, attn=attn, k=k),
-            "linearized/numpy": lambda: fn(x=xn, attn=an, k=k)}
+    out: dict[str, Callable[[], Any]] = {"official": lambda: official(x, attn, k),
+                                         "official core": lambda: _select(x, attn, k, stable=False, extra=True)}
+    for strategy in ("oblivious", "sort"):
+        ft, fn = L.compile(lin, "torch", strategy=strategy), L.compile(lin, "numpy", strategy=strategy)
+        out[f"{strategy}/torch"] = lambda ft=ft: ft(x=x, attn=attn, k=k)
+        out[f"{strategy}/numpy"] = lambda fn=fn: fn(x=xn, attn=an, k=k)
+    return out
 
 
 def check(config: str) -> dict[str, str]:
@@ -72,11 +83,10 @@ def check(config: str) -> dict[str, str]:
         assert got.shape == want.shape and got.dtype == want.dtype, (name, got.shape, got.dtype)
         assert np.array_equal(got[:, :k + 1], want[:, :k + 1]), f"{name}: kept rows differ on {config}"
         np.testing.assert_allclose(got[:, k + 1:], want[:, k + 1:], rtol=1e-5, atol=1e-5, err_msg=name)
-    for backend in ("torch", "numpy"):
-        plan = L.compile(lin, backend).plan(x=x if backend == "torch" else x.numpy(),
-                                            attn=attn if backend == "torch" else attn.numpy(), k=k)
+    for strategy in ("oblivious", "sort"):
+        plan = L.compile(lin, "torch", strategy=strategy).plan(x=x, attn=attn, k=k)
         fast = {s for s in plan.strategies.values() if s not in ("generic", "constant")}
-        strategies[backend] = f"{', '.join(sorted(fast))}; largest array {plan.largest} elements"
+        strategies[strategy] = f"{', '.join(sorted(fast))}; largest array {plan.largest} elements"
     return strategies
 
 
@@ -120,7 +130,10 @@ def memory_child(config: str, impl: str) -> None:
 
 def memory(config: str, impl: str, threads: int) -> dict[str, int]:
     cmd = [sys.executable, __file__, "--threads", str(threads), "--memory-child", config, impl]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # every block of 64 KiB or more is its own mapping, returned when freed: the resident set follows what is live
+    # (glibc's default threshold rises to 32 MiB once such a block is freed, and a reused heap hides the peak)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -137,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--runs", type=int, default=9, help="interleaved rounds; the median is reported (default 9)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), help="which sizes to run")
+    ap.add_argument("--configs", nargs="+", choices=list(SHAPES), default=None, help="which sizes to run")
+    ap.add_argument("--scaling", action="store_true", help="B=8, C=384, H=6 at N+1 = 17 ... 1025")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -148,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, float32, keep rate {KEEP}, median of {args.runs} interleaved rounds")
     results: dict[str, Any] = {"threads": args.threads, "runs": args.runs, "cpu": cpu_model(), "configs": {}}
-    for config in args.configs:
-        b, n, c, h = CONFIGS[config]
+    configs = args.configs or list(SCALING if args.scaling else CONFIGS)
+    for config in configs:
+        b, n, c, h = SHAPES[config]
         strategies = check(config)
         x, attn, k = inputs(config)
         calls = 200 if b == 1 else 1
@@ -168,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<18} {med[name] * scale:10.3f} {min(times[name]) * scale:10.3f} "
                   f"{med[name] / med['official']:10.2f}x {med[name] / med['official core']:7.2f}x {peak} {traced}")
             entry["impls"][name] = {"median_s": med[name], "min_s": min(times[name]), "memory": mem}
-        for backend, text in strategies.items():
-            print(f"  plan ({backend}): {text}")
+        for strategy, text in strategies.items():
+            print(f"  {strategy} plan: {text}")
         results["configs"][config] = entry
     if args.json:
         with open(args.json, "w") as fh:

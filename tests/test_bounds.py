@@ -152,6 +152,8 @@ def test_every_op_has_an_interval_rule_or_must_be_linearized_first():
     missing = [op.name for op in Op if op not in INTERVAL_RULES and op not in LINEARIZE_FIRST]
     assert not missing, f"ops with neither an interval rule nor a place in LINEARIZE_FIRST: {missing}"
     assert not set(INTERVAL_RULES) & LINEARIZE_FIRST
+    from linearize.ir.ops import SELECTIONS
+    assert LINEARIZE_FIRST == SELECTIONS  # the op table's data-dependent ops, and only those
 
 
 def _selecting(op: Op) -> L.Program:
@@ -346,11 +348,12 @@ def _elementwise(op):
     N = L.size("N")
     a, b = tensor("a", N), tensor("b", N)
     out = {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b, "neg": -a, "heaviside": L.heaviside(a - b),
-           "delta": L.delta(a - b), "mean": L.mean(L.cat(a[None], b[None]), axis=0)}[op]
+           "delta": L.delta(a - b), "mean": L.mean(L.cat(a[None], b[None]), axis=0),
+           "amax": L.amax(L.cat(a[None], b[None]), axis=0)}[op]
     return L.program(op, [a, b], out)
 
 
-@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "neg", "heaviside", "delta", "mean"])
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "neg", "heaviside", "delta", "mean", "amax"])
 @given(seed=st.integers(0, 2**32 - 1), nonneg=st.sampled_from(["", "a", "b", "ab"]))
 def test_each_op_rule_holds_at_sampled_points(op, seed, nonneg):
     rng = np.random.default_rng(seed)

@@ -28,9 +28,17 @@ def test_every_rule_is_documented() -> None:
     assert set(ALL_RULES) <= documented, f"undocumented rules: {sorted(set(ALL_RULES) - documented)}"
 
 
-def test_every_rule_states_its_math() -> None:
+def test_every_rule_states_its_math_as_the_docs_do() -> None:
+    """Each rule's one-line math (its first equation, before side conditions) is an equation with two sides, and
+    docs/rules.md states that same equation in code under the rule's heading."""
+    text = (ROOT / "docs" / "rules.md").read_text()
+    sections = dict(re.findall(r"^### ([\w-]+)(.*?)(?=^#|\Z)", text, re.M | re.S))
     for name, rule in ALL_RULES.items():
-        assert "=" in rule.math, name
+        equation = re.split(r";|,?  ", rule.math)[0]
+        lhs, _, rhs = equation.partition(" = ")
+        assert lhs.strip() and rhs.strip(), f"{name}: {rule.math!r} does not start with an equation"
+        shown = [s for s in re.findall(r"`([^`]+)`", sections[name]) if " = " in s]
+        assert any(equation.startswith(s) for s in shown), f"{name}: docs/rules.md does not state `{equation}`"
 
 
 def test_readme_opens_with_the_two_commands() -> None:

@@ -183,12 +183,13 @@ def test_malformed_programs_fail_when_built(case):
 def test_well_formed_neighbours_build():
     """The malformed cases' near neighbours are fine, so the checks are not simply over-eager."""
     j_ragged = index("j", i)
-    ok = [x[1:N + 1], x[N], v[i], stack_over(i, sum_over(j_ragged, v[j_ragged + 1])), cat(x, x[0:1]),
-          sum_over(j, v[j] * v[i]), kth_largest(x[1:], v, N - 1), topk(v, N), complement(topk(v, N), N),
-          x[1:] + tensor("w", N, C)]
-    assert all(isinstance(n, L.Node) for n in ok)
-    assert dims(stack_over(i, sum_over(j_ragged, v[j_ragged + 1]))) == (7,)
-    _prog(stack_over(i, sum_over(j, v[j] * v[i])))
+    ok = {  # node: its shape at N = 7, C = 3, k = 4, worked out by hand
+        x[1:N + 1]: (7, 3), x[N]: (3,), stack_over(i, v[i]): (7,),
+        stack_over(i, sum_over(j_ragged, v[j_ragged + 1])): (7,), cat(x, x[0:1]): (9, 3),
+        stack_over(i, sum_over(j, v[j] * v[i])): (7,), kth_largest(x[1:], v, N - 1): (3,), topk(v, N): (7,),
+        complement(topk(v, N), N): (0,), x[1:] + tensor("w", N, C): (7, 3)}
+    assert {n: dims(n) for n in ok} == ok
+    assert dims(_prog(stack_over(i, sum_over(j, v[j] * v[i]))).output) == (7,)
 
 
 # ---------------------------------------------------------------------------------------- printing

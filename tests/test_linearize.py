@@ -165,9 +165,10 @@ def test_derive_json(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["steps"] and len(data["steps"]) == len(derived("evit").steps)
     for step in data["steps"]:
-        assert set(step) == {"pass", "rule", "before", "after"} and all(isinstance(v, str) and v for v in step.values())
+        assert set(step) == {"pass", "rule", "before", "after", "text"}
+        assert all(isinstance(v, str) and v for v in step["text"].values())
     assert {"topk-gather", "complement-sum", "stable-rank"} <= {s["rule"] for s in data["steps"]}
-    assert "num_greater" in data["result"]
+    assert "num_greater" in data["result"]["text"]
     assert {"heaviside", "delta", "sum"} <= set(data["ops"]) and not GONE & set(data["ops"])
 
 

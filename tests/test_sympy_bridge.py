@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import linearize as L
 from linearize.cli import main
-from linearize.show.sympy_bridge import derivation_latex, program_latex, sympy_latex, to_sympy
+from linearize.show.latex import derivation_latex, program_latex
+from linearize.show.sympy_bridge import sympy_latex, to_sympy
 
 LINEARIZED = {name: L.linearize(L.programs.get(name)) for name in ("evit", "topk")}
 
@@ -164,10 +165,10 @@ def test_derive_latex(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     parses_with_mathtext(tex)
     for s in d.steps:
         assert f"[{s.pass_name} / {s.rule}]" in tex
-    for needle in (r"\sum_{i=0}^{N - 1}", r"H\left(", r"\delta\left(", r"\mathrm{rank}_{i}", r"\mathrm{cls\_attn}",
+    for needle in (r"\sum_{i=0}^{N - 1}", r"\theta\left(", r"\delta\left(", r"\mathrm{rank}_{i}", r"\mathrm{cls\_attn}",
                    r"\operatorname{topk}", r"x_{i + 1}"):
         assert needle in tex, needle
-    assert r"\theta" not in tex and "KroneckerDelta" not in tex
+    assert r"H\left(" not in tex and "KroneckerDelta" not in tex  # H is the head count
 
 
 @pytest.mark.parametrize("name", ["evit", "topk"])
@@ -197,4 +198,4 @@ def test_program_latex(name: str) -> None:
 def test_sympy_form_latex() -> None:
     tex = to_sympy(LINEARIZED["evit"].result)._repr_latex_()
     well_formed(tex)
-    assert r"H\left(" in tex and r"\delta\left(" in tex and r"\mathrm{rank}_{i}" in tex and r"\theta" not in tex
+    assert r"\theta\left(" in tex and r"\delta\left(" in tex and r"\mathrm{rank}_{i}" in tex and r"H\left(" not in tex

@@ -1,20 +1,39 @@
+"""`linearize eval PROGRAM`: evaluate a program, or its torch reference, on batched inputs from an .npz file."""
+
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-from .forms import FORMS
+from .forms import FORMS, FORMS_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr")
-    parser.add_argument("--inputs", required=True, help=".npz with the program's inputs, batched (x: [B, N+1, C], "
-                                                         "attn: [B, H, N+1, N+1])")
-    parser.add_argument("--out", required=True, help=".npz to write; holds `out`")
+    parser.add_argument("--inputs", required=True, metavar="IN.npz",
+                        help=".npz with the program's inputs, batched (x: [B, N+1, C], attn: [B, H, N+1, N+1])")
+    parser.add_argument("--out", required=True, metavar="OUT.npz",
+                        help="the .npz file to write, holding `out` (.npz is appended to a name without it)")
     size = parser.add_mutually_exclusive_group(required=True)
     size.add_argument("--k", type=int, help="the number of tokens kept, 1 <= k <= N")
-    size.add_argument("--keep-rate", type=float, help="k = ceil(R * N), as the official code computes it")
-    parser.add_argument("--form", choices=FORMS, default="original")
-    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy")
+    size.add_argument("--keep-rate", type=float, metavar="R", help="k = ceil(R * N), as the official code computes it")
+    parser.add_argument("--form", choices=FORMS, required=True, help=FORMS_HELP)
+    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
+                        help="the backend for the original and linearized forms (the reference forms are torch "
+                             "code and run on torch whatever this says)")
+    parser.add_argument("--threads", default="auto", type=_threads,
+                        help="torch threads for the original and linearized forms on torch: auto (one thread for "
+                             "inputs under 2^23 elements, where more threads cost more than they save; torch's "
+                             "default above), or a number")
+
+
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be auto or a positive integer, got {text!r}")
+    return int(text)
 
 
 def load_npz(path: str) -> dict:
@@ -23,7 +42,7 @@ def load_npz(path: str) -> dict:
 
     import numpy as np
 
-    from ..cli import UsageError
+    from . import UsageError
     try:
         if os.path.exists(path) and not zipfile.is_zipfile(path):  # np.load would read an .npy, or try a pickle
             raise UsageError(f"{path} is not an .npz file (np.savez writes one)")
@@ -35,14 +54,53 @@ def load_npz(path: str) -> dict:
         raise UsageError(f"cannot read {path} as .npz: {e}") from None
 
 
+def ties_at_selection(scores: Any, k: int) -> list[int]:
+    """The batch items whose order of tied scores changes the selection: a score among the k largest that another
+    token shares (a tie inside the kept set changes the kept rows' order, one across its edge which token is
+    kept). Ties among dropped tokens change nothing: they are summed, or dropped."""
+    import numpy as np
+    tied = []
+    for b, row in enumerate(np.asarray(scores)):
+        values, counts = np.unique(row, return_counts=True)
+        kept = np.sort(row)[::-1][:k]
+        if np.isin(kept, values[counts > 1]).any():
+            tied.append(b)
+    return tied
+
+
+def _reference(prog: Any, form: str, inputs: dict, k: int) -> Any:
+    import torch
+
+    from .forms import reference_fn, reference_name
+    name = reference_name(prog) or prog.name
+    fn = reference_fn(name, "official" if form == "reference" else "stable")
+    tensors = [torch.as_tensor(inputs[n]) for n in prog.input_names]
+    if form == "reference" and k < tensors[0].shape[1] - 1:
+        scores = torch.as_tensor(inputs["attn"])[:, :, 0, 1:].mean(dim=1)  # as the reference scores tokens
+        tied = ties_at_selection(scores.numpy(), k)
+        if tied:
+            items = ", ".join(map(str, tied[:5])) + (", ..." if len(tied) > 5 else "")
+            print(f"linearize: warning: tied scores decide which tokens are kept, or their order, at k = {k} "
+                  f"(batch item {items}): --form reference "
+                  "keeps them in torch.topk's order, which is arbitrary; --form stable-reference ranks the lower "
+                  "token index first, as the linearized form does", file=sys.stderr)
+    what = "the official code" if form == "reference" else "a stable sort"
+    return fn(*tensors, k).numpy(), f"linearize.reference.{fn.__name__} (torch, {what})"
+
+
+def output_name(path: str) -> str:
+    """The file np.savez writes: it appends .npz to a name without it."""
+    return path if path.endswith(".npz") else path + ".npz"
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..cli import UsageError
     from ..eval.compiled import compile
     from ..ir.program import InputError, keep_rate_to_k
     from ..programs import get
-    from .forms import program_in_form, reference_fn, reference_name
+    from . import UsageError
+    from .forms import REFERENCE_FORMS, program_in_form
 
     prog = get(args.program)
     arrays = load_npz(args.inputs)
@@ -59,16 +117,16 @@ def run(args: argparse.Namespace) -> int:
     # validate against the program whatever the form, so every form rejects the same inputs
     f = compile(prog, args.backend)
     f.prepare({**inputs, "k": k})
-    if args.form == "reference":
-        import torch
-        ref = reference_fn(reference_name(prog) or prog.name)
-        out = ref(*(torch.as_tensor(inputs[n]) for n in prog.input_names), k).numpy()
+    if args.form in REFERENCE_FORMS:
+        out, how = _reference(prog, args.form, inputs, k)
     else:
-        out = compile(program_in_form(prog, args.form), args.backend)(**inputs, k=k)
+        out = compile(program_in_form(prog, args.form), args.backend, threads=args.threads)(**inputs, k=k)
         out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+        how = f"the {args.form} form on {args.backend}"
+    path = output_name(args.out)
     try:
-        np.savez(args.out, out=out)
+        np.savez(path, out=out)
     except OSError as e:
-        raise UsageError(f"cannot write {args.out}: {e.strerror or e}") from None
-    print(f"wrote {args.out}: out {list(out.shape)} {out.dtype} (k = {k})")
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    print(f"wrote {path}: out {list(out.shape)} {out.dtype} (k = {k}), {how}")
     return 0

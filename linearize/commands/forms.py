@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..ir.program import Program
 
-FORMS = ("original", "linearized", "reference")
-# the keys of linearize.passes.PIPELINES, named here so that building the parser imports no passes
+PROGRAM_FORMS = ("original", "linearized")  # forms that are IR programs
+REFERENCE_FORMS = ("reference", "stable-reference")  # forms that are torch code (linearize.reference)
+FORMS = PROGRAM_FORMS + REFERENCE_FORMS
+FORMS_HELP = ("original: the program as written (topk, gather, ...); linearized: the default pipeline's result; "
+              "reference: the official torch code, whose order of tied scores is torch.topk's; stable-reference: "
+              "the same code with a stable sort (among equal scores the lower token index ranks first)")
+# the keys of linearize.rewrite.PIPELINES, named here so that building the parser imports no passes
 PIPELINE_NAMES = ("default", "shared", "seed")
-PIPELINE_HELP = ("the rewrite passes: default; shared, with one comparison per pair of keys; seed, ranks without "
-                 "a tie-break as in the seed's hand derivation (wrong on ties)")
+PIPELINE_HELP = ("the rewrite passes: default; shared, one comparison per pair of keys; seed, ranks without a "
+                 "tie-break as in the hand derivation published with EViT (wrong on ties, kept to show why)")
 
 
 def pipeline(name: str) -> tuple:
@@ -37,8 +46,65 @@ def reference_name(prog: Program) -> str | None:
 
 
 def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
-    from ..cli import UsageError
     from ..verify.reference import REFERENCES
+    from . import UsageError
     if name not in REFERENCES:
         raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(REFERENCES)}")
     return REFERENCES[name][variant]
+
+
+def load(spec: str) -> Any:
+    """A `module:attr` object: a Program, a function returning one (called), or another callable (returned)."""
+    from . import UsageError
+    module, _, attr = spec.partition(":")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a user's module in the current directory, as `python -m` would find it
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"cannot load {spec!r}: {e}") from None
+    if callable(obj) and not isinstance(obj, Program):
+        try:
+            params = inspect.signature(obj).parameters.values()
+        except (TypeError, ValueError):
+            params = []
+        if not any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                   for p in params):
+            made = obj()
+            if isinstance(made, Program):
+                return made
+    return obj
+
+
+def resolve_reference(spec: str, prefer: str) -> tuple[Any, str, str]:
+    """(reference, its name, its form) for a name or `module:attr`. `check` prefers a torch reference of that name
+    (prefer="function"), `prove` a program (prefer="program"); `module:attr` is a Program, a function returning
+    one, or a torch function taking the inputs by name and the given sizes."""
+    from ..programs import BUILTIN, get
+    from . import UsageError
+    if ":" in spec:
+        obj = load(spec)
+        if isinstance(obj, Program):
+            return obj, spec, "original form" if not _linearized(obj) else "as written"
+        if callable(obj):
+            return obj, spec, "torch function"
+        raise UsageError(f"{spec!r} is a {type(obj).__name__}: a reference is a Program or a function")
+    if prefer == "function" and spec in _references():
+        return _references()[spec], spec, f"torch reference, linearize.reference.{spec}"
+    if spec in BUILTIN:
+        prog = get(spec)
+        return prog, spec, "original form" if not _linearized(prog) else "as written"
+    if spec in _references():
+        return _references()[spec]["stable"], spec, f"torch reference, linearize.reference.{spec}_stable"
+    raise UsageError(f"no reference named {spec!r}: built-in programs are {', '.join(BUILTIN)}; "
+                     "or name your own as module:function")
+
+
+def _references() -> dict[str, Any]:
+    from ..verify.check import references
+    return references()
+
+
+def _linearized(prog: Program) -> bool:
+    from ..ir.form import is_linearized
+    return is_linearized(prog)

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import argparse
 
-from .forms import FORMS
+from .forms import PROGRAM_FORMS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr")
-    parser.add_argument("--form", choices=[f for f in FORMS if f != "reference"], default="original")
+    parser.add_argument("--form", choices=PROGRAM_FORMS, default="original",
+                        help="original: the program as written; linearized: the default pipeline's result")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,27 +1,28 @@
-"""Backend tables: for each array library, the elementwise ops by IR op and the few array primitives
-the evaluator's structural ops need. torch is imported only when its backend is asked for."""
+"""Backend tables: for each array library, the array primitives the op table's implementations and the
+generic steps and strategies call. torch is imported only when its backend is asked for."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..ir.nodes import Op
+from ..ir import Op
 
 
 @dataclass(frozen=True)
 class Backend:
     name: str
-    ops: dict[Op, Callable[..., Any]]  # elementwise: ADD, SUB, MUL, DIV, NEG, HEAVISIDE, DELTA
+    flag: Callable[[Any, Any], Any]  # (boolean mask, like) -> 0/1 in like's float dtype (float64 for integer like)
     asarray: Callable[[Any, Any], Any]  # (value, dtype) -> array
     arange: Callable[[int, int], Any]  # int64
     to_dtype: Callable[[Any, Any], Any]
     sum: Callable[[Any, int], Any]
     mean: Callable[..., Any]  # (a, axis, divisor=None) -> the mean along axis; a divisor only for float32/64
+    amax: Callable[[Any, int], Any]  # the largest value along an axis
     where: Callable[[Any, Any, Any], Any]
     concat: Callable[[list[Any], int], Any]
     moveaxis: Callable[[Any, int, int], Any]
@@ -31,11 +32,22 @@ class Backend:
     clip: Callable[[Any, int, int], Any]
     int_dtype: Any
     isfinite_all: Callable[[Any], bool]
+    sums_finite: Callable[[list[Any]], bool]  # True proves every entry of every array finite (one host read)
     is_float: Callable[[Any], bool]
     convert: Callable[[Any], Any]  # user input -> this library's array; ValueError("is not ...") if it can't be
     viewer: Callable[[tuple, tuple[int, ...]], Callable[[Any], Any]]  # (key, shape) -> x -> x[key], planned once
-    # the planned evaluator's kernels (see planner.py and strategies.py)
-    zeros: Callable[[tuple[int, ...], Any], Any]
+    permute: Callable[[Any, tuple[int, ...]], Any]  # (a, order) -> a with its axes in that order (a view)
+    # writing into a step's own new array (rows.py): no copies of the parts
+    empty: Callable[[tuple[int, ...], Any], Any]  # (shape, dtype) -> uninitialized
+    copy_into: Callable[[Any, Any], None]  # (dst, src): dst[...] = src, broadcast
+    fill_zero: Callable[[Any], None]
+    equal_into: Callable[[Any, Any, Any], None]  # (a, b, dst): dst[...] = (a == b) as 0/1 in dst's dtype
+    multiply_into: Callable[[Any, Any], None]  # (dst, b): dst *= b
+    # the strategies' kernels (strategies.py); the sort-based ones only in plans made with strategy="sort"
+    # (u [G, n], descending, below [n, n] = 1 where j < i, finite) -> [G, n]: #{j: u[j] > u[i]} + #{j < i: u[j] ==
+    # u[i]} in u's dtype (< for ascending), the generic semantics' heaviside and delta of u[j] - u[i], from one
+    # (i, j) difference matrix: on it, the clamp of sign(d) + below to [0, 1] is d > 0 where j >= i, d >= 0 where j < i
+    pair_ranks: Callable[[Any, bool, Any, bool], Any]
     einsum: Callable[..., Any]  # (spec, *operands)
     bmm: Callable[[Any, Any], Any]  # [G, m, k] @ [G, k, n] -> [G, m, n]
     count_below: Callable[[Any, Any, bool], Any]  # (a [G, n], v [G, m], inclusive) -> #{a < v} or #{a <= v}, int64
@@ -44,6 +56,8 @@ class Backend:
     rows: Callable[[Any, Any], Any]  # (Y [G, n, F], src [G, R] int) -> Y[g, src[g, r]], [G, R, F]
     scatter_rows: Callable[[Any, Any, int], Any]  # (Y [G, n, F], t [G, n] in [0, R]) -> sums by t, [G, R, F]
     invert: Callable[[Any, int], Any]  # (t [G, n] in [0, R]) -> (src [G, R + 1], count [G, R + 1]): who lands where
+    # an op evaluated otherwise than its op-table `impl` on this backend: (xp, *arrays) -> array, by op
+    overrides: Mapping[Op, Callable[..., Any]] = field(default_factory=dict)
 
 
 def _np_argsort(a: np.ndarray, descending: bool) -> np.ndarray:
@@ -68,11 +82,14 @@ def _np_convert(x: Any) -> np.ndarray:
     return a
 
 
+def _np_sum(a: np.ndarray) -> Any:
+    # a finite sum proves every entry finite (NaN and inf propagate) without a boolean copy of the array. Half
+    # precision sums in float32: a float16 sum overflows (and warns) past 65504, which an attention map reaches
+    return a.sum(dtype=np.float32 if a.dtype == np.float16 else None)
+
+
 def _np_finite(a: np.ndarray) -> bool:
-    # a finite sum proves every entry finite (NaN and inf propagate) without a boolean copy of the array;
-    # only a sum that overflowed needs the entrywise test. Half precision sums in float32: a float16 sum
-    # overflows (and warns) past 65504, which an ordinary attention map reaches
-    return math.isfinite(a.sum(dtype=np.float32 if a.dtype == np.float16 else None)) or bool(np.isfinite(a).all())
+    return math.isfinite(_np_sum(a)) or bool(np.isfinite(a).all())  # only an overflowed sum tests each entry
 
 
 def _np_unpermute(order: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -109,6 +126,15 @@ def _np_count_below(a: np.ndarray, v: np.ndarray, inclusive: bool) -> np.ndarray
     return (pos[..., n:] if inclusive else pos[..., :m]) - _np_stable_pos(v)
 
 
+def _np_pair_ranks(u: np.ndarray, descending: bool, below: np.ndarray, finite: bool) -> np.ndarray:
+    d = u[:, None, :] - u[:, :, None] if descending else u[:, :, None] - u[:, None, :]  # [g, i, j]
+    if not finite:  # a NaN difference (inf - inf) compares false both ways: count it nowhere (fmax drops a NaN, and
+        np.fmax(d, -1.0, out=d)  # only the sign of what is below -1 matters); nan_to_num would copy the matrix
+    np.sign(d, out=d)
+    d += below
+    return np.clip(d, 0, 1, out=d).sum(2)  # in place: a fresh (B, N, N) array costs more than the arithmetic
+
+
 def _np_invert(t: np.ndarray, R: int) -> tuple[np.ndarray, np.ndarray]:
     G, n = t.shape
     flat = (np.arange(G)[:, None] * (R + 1) + t).ravel()
@@ -127,16 +153,13 @@ def _np_scatter_rows(Y: np.ndarray, t: np.ndarray, R: int) -> np.ndarray:
 
 NUMPY = Backend(
     name="numpy",
-    ops={
-        Op.ADD: np.add, Op.SUB: np.subtract, Op.MUL: np.multiply, Op.DIV: np.true_divide, Op.NEG: np.negative,
-        Op.HEAVISIDE: lambda x: (x > 0).astype(x.dtype if x.dtype.kind == "f" else np.float64),
-        Op.DELTA: lambda x: (x == 0).astype(x.dtype if x.dtype.kind == "f" else np.float64),
-    },
+    flag=lambda mask, like: mask.astype(like.dtype if like.dtype.kind == "f" else np.float64),
     asarray=lambda v, dtype: np.asarray(v, dtype=dtype),
     arange=lambda lo, hi: np.arange(lo, hi, dtype=np.int64),
     to_dtype=lambda a, dtype: a.astype(dtype, copy=False),
     sum=lambda a, axis: a.sum(axis=axis),
     mean=lambda a, axis, d=None: a.mean(axis) if d is None else np.add.reduce(a, axis) / d,  # see torch's
+    amax=lambda a, axis: a.max(axis),
     where=np.where,
     concat=lambda parts, axis: np.concatenate(parts, axis=axis),
     moveaxis=np.moveaxis,
@@ -146,10 +169,17 @@ NUMPY = Backend(
     clip=np.clip,
     int_dtype=np.int64,
     isfinite_all=_np_finite,
+    sums_finite=lambda arrays: math.isfinite(sum(float(_np_sum(a)) for a in arrays)),  # Python floats: no warning
     is_float=lambda a: a.dtype.kind == "f",
     convert=_np_convert,
     viewer=lambda key, shape: lambda x: x[key],  # numpy's basic indexing is cheap already
-    zeros=lambda shape, dtype: np.zeros(shape, dtype),
+    permute=np.transpose,
+    empty=lambda shape, dtype: np.empty(shape, dtype),
+    copy_into=np.copyto,
+    fill_zero=lambda a: a.fill(0),
+    equal_into=lambda a, b, out: np.equal(a, b, out=out),
+    multiply_into=lambda a, b: np.multiply(a, b, out=a),
+    pair_ranks=_np_pair_ranks,
     einsum=np.einsum,
     bmm=np.matmul,
     count_below=_np_count_below,
@@ -164,12 +194,6 @@ NUMPY = Backend(
 def _torch_backend() -> Backend:
     import torch
 
-    def heaviside(x: Any) -> Any:
-        return (x > 0).to(x.dtype if x.is_floating_point() else torch.float64)
-
-    def delta(x: Any) -> Any:
-        return (x == 0).to(x.dtype if x.is_floating_point() else torch.float64)
-
     def convert(x: Any) -> Any:
         if isinstance(x, torch.Tensor):
             if not x.is_cpu:  # plans hold CPU constants; other devices are not tested here
@@ -182,8 +206,22 @@ def _torch_backend() -> Backend:
             raise ValueError(f"is not an array of numbers ({type(x).__name__})") from None
 
     def viewer(key: tuple, shape: tuple[int, ...]) -> Callable[[Any], Any]:
-        """x[key] for ints and unit-step slices. For a contiguous x (inputs usually are) one as_strided call
-        with the strides worked out now: at B=1 indexing's parsing of the key costs more than the view."""
+        """x[key] for ints and slices. For a contiguous x (inputs usually are) one as_strided call with the
+        strides worked out now (at B=1 indexing's parsing of the key costs more than the view); its offset is
+        the input's own plus a constant, never a value. torch slices step forward only: an axis read backwards
+        is flipped first (a copy)."""
+        flips = tuple(d for d, e in enumerate(key) if isinstance(e, slice) and e.indices(shape[d])[2] < 0)
+        if flips:
+            def mirror(d: int, e: Any) -> Any:
+                if d not in flips:
+                    return e
+                start, stop, step = e.indices(shape[d])
+                count = len(range(start, stop, step))
+                first = shape[d] - 1 - start
+                return slice(first, first - step * (count - 1) + 1, -step)
+            forward = viewer(tuple(mirror(d, e) for d, e in enumerate(key)), shape)
+            return lambda x: forward(x.flip(flips))
+
         def index(x: Any) -> Any:
             return x[key]
         strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
@@ -191,10 +229,10 @@ def _torch_backend() -> Backend:
         for d, e in enumerate(key):
             if isinstance(e, slice):
                 start, stop, step = e.indices(shape[d])
-                if step != 1 or stop <= start:
+                if stop <= start:
                     return index
-                size.append(stop - start)
-                stride.append(strides[d])
+                size.append(len(range(start, stop, step)))
+                stride.append(strides[d] * step)
                 delta += start * strides[d]
             else:
                 delta += (e % shape[d]) * strides[d]
@@ -214,6 +252,12 @@ def _torch_backend() -> Backend:
     def finite(a: Any) -> bool:
         return math.isfinite(a.sum().item()) or bool(torch.isfinite(a).all())
 
+    def sums_finite(arrays: list[Any]) -> bool:
+        total = arrays[0].sum()
+        for a in arrays[1:]:
+            total = total + a.sum()
+        return math.isfinite(total.item())  # the call's one read of a value on the host
+
     def ties_before(u: Any) -> Any:
         vals, order = torch.sort(u, dim=-1, stable=True)
         ar = torch.arange(u.shape[-1])
@@ -221,6 +265,14 @@ def _torch_backend() -> Backend:
         new[:, 1:] = vals[:, 1:] != vals[:, :-1]
         start = torch.where(new, ar, 0).cummax(-1).values
         return torch.empty_like(order).scatter_(-1, order, ar - start)
+
+    def pair_ranks(u: Any, descending: bool, below: Any, finite: bool) -> Any:
+        if u.requires_grad:  # a count has no gradient (the generic heaviside is a comparison cast to the dtype)
+            u = u.detach()
+        d = u.unsqueeze(1) - u.unsqueeze(2) if descending else u.unsqueeze(2) - u.unsqueeze(1)  # [g, i, j]
+        if not finite:  # a NaN difference (inf - inf) compares false both ways: count it nowhere
+            d.nan_to_num_(-1.0, math.inf, -math.inf)
+        return d.sign_().add_(below).clamp_(0, 1).sum(2)  # in place: a fresh (B, N, N) tensor costs more
 
     def count_below(a: Any, v: Any, inclusive: bool) -> Any:
         ordered = torch.sort(a, dim=-1).values
@@ -256,14 +308,14 @@ def _torch_backend() -> Backend:
 
     return Backend(
         name="torch",
-        ops={Op.ADD: torch.add, Op.SUB: torch.sub, Op.MUL: torch.mul, Op.DIV: torch.true_divide,
-             Op.NEG: torch.neg, Op.HEAVISIDE: heaviside, Op.DELTA: delta},
+        flag=lambda mask, like: mask.to(like.dtype if like.is_floating_point() else torch.float64),
         asarray=lambda v, dtype: torch.as_tensor(v, dtype=as_dtype(dtype)),
         arange=lambda lo, hi: torch.arange(lo, hi, dtype=torch.int64),
         to_dtype=lambda a, dtype: a.to(as_dtype(dtype)),
         sum=lambda a, axis: a.sum(dim=axis),
         # for float32/64 (and a divisor prepared as a 0-dim tensor, not converted per call) mean is this
         mean=lambda a, axis, d=None: a.mean(dim=axis) if d is None else a.sum(dim=axis).div_(d),
+        amax=lambda a, axis: a.amax(dim=axis),
         where=lambda m, a, b: torch.where(m, a, torch.as_tensor(b, dtype=a.dtype)),
         concat=lambda parts, axis: torch.cat(parts, dim=axis),
         moveaxis=torch.movedim,
@@ -273,13 +325,19 @@ def _torch_backend() -> Backend:
         clip=lambda a, lo, hi: a.clamp(lo, hi),
         int_dtype=torch.int64,
         isfinite_all=finite,
+        sums_finite=sums_finite,
         is_float=lambda a: a.is_floating_point(),
         convert=convert,
         viewer=viewer,
-        zeros=lambda shape, dtype: torch.zeros(shape, dtype=as_dtype(dtype)),
+        permute=torch.permute,
+        empty=lambda shape, dtype: torch.empty(shape, dtype=as_dtype(dtype)),
+        copy_into=lambda a, b: a.copy_(b),
+        fill_zero=lambda a: a.zero_(),
+        equal_into=lambda a, b, out: torch.eq(a, b, out=out),
+        multiply_into=lambda a, b: a.mul_(b),
+        pair_ranks=pair_ranks,
         einsum=torch.einsum,
         bmm=torch.bmm,  # much less overhead than matmul's broadcasting for small operands
-
         count_below=count_below,
         ties_before=ties_before,
         unpermute=lambda o, values: torch.empty_like(values).scatter_(-1, o, values),
@@ -291,6 +349,14 @@ def _torch_backend() -> Backend:
 
 _BACKENDS: dict[str, Callable[[], Backend]] = {"numpy": lambda: NUMPY, "torch": _torch_backend}
 _loaded: dict[str, Backend] = {}
+
+
+def permuter(xp: Backend, order: list[int]) -> Callable[[Any], Any] | None:
+    """a -> a with its axes in `order` (a view), or None when the order is the identity."""
+    if order == list(range(len(order))):
+        return None
+    perm, permute = tuple(order), xp.permute
+    return lambda a: permute(a, perm)
 
 
 def get_backend(name: str) -> Backend:

@@ -1,39 +1,77 @@
 """compile(): a program bound to a backend, planned once per size environment and called many times.
 
 The first call at new sizes (with a new batch size or dtype) plans the program (planner.py): a fixed list of
-vectorized steps, with contractions and comparison counts recognized (strategies.py) and the generic steps
-(planops.py) for the rest. Later calls at the same sizes check the inputs and run those steps. The node by
-node evaluator (generic.py) is the reference semantics, and stays available as `compile(..., planned=False)`.
+vectorized steps, with the patterns of the strategy table (strategies.py) recognized and the generic steps
+(generic.py, the one semantics) for the rest. Later calls at the same sizes check the inputs and run those steps.
+
+`strategy` chooses the kernels: "oblivious" (the default) runs only operations whose sequence and memory accesses
+do not depend on the values (elementwise arithmetic and comparisons, reductions, matrix products, static views,
+reshapes, concatenation) on a linearized program; "sort" lets the strategies sort, gather and scatter instead
+(data-dependent, and faster where N is large); "generic" runs the generic steps alone, the reference semantics
+(`planned=False` and `fast=False` are its older names).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..ir.nodes import Sym
+from ..ir import Sym
 from ..ir.program import InputError, Program
 from .backends import get_backend
-from .generic import Evaluation, Val
+from .generic import generic_step
 from .plan import Plan
-from .planner import Planner
+from .planner import MODES, Planner
+from .strategies import STRATEGIES
 
-__all__ = ["Compiled", "Evaluation", "Val", "compile"]
+__all__ = ["SMALL_CALL", "Compiled", "compile", "on_threads"]
+
+# Input elements below which threads="auto" runs a torch call on one thread: at these sizes waking and joining
+# a second thread costs more than it saves, and far more on a busy host (docs/performance.md, "Threads").
+SMALL_CALL = 1 << 23
+
+
+def on_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) with torch on n intra-op threads, restored after (torch's setting is global to the process)."""
+    import torch
+    before = torch.get_num_threads()
+    if before == n:
+        return fn(*args)
+    torch.set_num_threads(n)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _mode(strategy: str, planned: bool, fast: bool) -> str:
+    if strategy not in MODES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(MODES)}")
+    if not (planned and fast):  # the older names of strategy="generic"
+        if strategy not in ("generic", "oblivious"):
+            raise ValueError(f"strategy={strategy!r} contradicts planned=False / fast=False (strategy='generic')")
+        return "generic"
+    return strategy
 
 
 class Compiled:
     """A program bound to a backend: call it with the inputs and sizes by name, f(x=..., attn=..., k=...).
 
     The first call at a new size environment (sizes, batch size, dtype) plans the program (planner.py); later
-    calls at the same sizes run the plan's steps and nothing else. `planned=False` evaluates node by node
-    with `Evaluation` instead; `fast=False` plans without the strategies (the generic steps only).
+    calls at the same sizes run the plan's steps and nothing else. `strategy` is "oblivious" (the default),
+    "sort" or "generic" (see the module's docstring); `planned=False` and `fast=False` both mean "generic".
     """
 
-    def __init__(self, program: Program, backend: str = "numpy", *, planned: bool = True, fast: bool = True,
-                 cache_size: int = 32):
+    def __init__(self, program: Program, backend: str = "numpy", *, strategy: str = "oblivious",
+                 planned: bool = True, fast: bool = True, cache_size: int = 32, threads: int | str | None = "auto"):
+        if not (threads in ("auto", None) or (type(threads) is int and threads >= 1)):
+            raise ValueError(f"threads must be 'auto', None or a positive int, got {threads!r}")
         self.program = program
         self.backend = get_backend(backend)
-        self.planned, self.fast, self.cache_size = planned, fast, cache_size
+        self.threads = threads if self.backend.name == "torch" else None  # numpy: its BLAS decides
+        self._threads: dict[tuple, int | None] = {}
+        self.strategy, self.cache_size = _mode(strategy, planned, fast), cache_size
         self._plans: dict[tuple, Plan] = {}
         self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
         self._given = program.given_sizes
@@ -48,7 +86,7 @@ class Compiled:
                              f"unexpected {', '.join(sorted(unknown))}")
         arrays: dict[str, Any] = {}
         shapes, batch, dtype = [], None, None
-        convert, is_float, finite = xp.convert, xp.is_float, xp.isfinite_all
+        convert, is_float = xp.convert, xp.is_float
         for name, rank, shape in self._inputs:  # plain loops and locals: this runs on every call
             if name not in kwargs:
                 raise InputError(f"missing input array {name!r}")
@@ -61,8 +99,6 @@ class Compiled:
                 raise InputError(f"{name} must have rank {len(shape) + 1} ([{dims}]), got rank {a.ndim}")
             if not is_float(a):
                 raise InputError(f"{name} must be a floating-point array, got {a.dtype}")
-            if not finite(a):
-                raise InputError(f"{name} contains NaN or infinite values")
             sh = a.shape
             if batch is None:
                 batch, dtype = sh[0], a.dtype
@@ -73,6 +109,10 @@ class Compiled:
                                  f"dtypes disagree: {', '.join(f'{k} is {b.dtype}' for k, b in seen)}")
             arrays[name] = a
             shapes.append(sh)
+        if arrays and not xp.sums_finite(list(arrays.values())):  # one sum over all: a finite total proves them all
+            for name, a in arrays.items():  # finite, so only a bad (or overflowing) total looks at each
+                if not xp.isfinite_all(a):
+                    raise InputError(f"{name} contains NaN or infinite values")
         given = {}
         for s in self._given:
             if s in kwargs:
@@ -90,7 +130,8 @@ class Compiled:
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
         """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
         arrays, given, _ = self._check(kwargs)
-        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+        env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
+        self.program.check_reductions(env)
         return env, arrays, next(iter(arrays.values())).dtype
 
     def plan(self, **kwargs: Any) -> Plan:
@@ -100,31 +141,48 @@ class Compiled:
     def _plan(self, arrays: dict[str, Any], given: dict[str, Any], key: tuple) -> Plan:
         plan = self._plans.get(key)
         if plan is None:  # new sizes: bind them (which checks them), then plan
-            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given)
+            env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
+            self.program.check_reductions(env)
             first = next(iter(arrays.values()))
-            plan = Planner(self.backend, env, first.shape[0], first.dtype, fast=self.fast).plan(
-                self.program.active_root(env))
+            plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES, generic_step,
+                           self.strategy).plan(self.program.active_root(env))
             if len(self._plans) >= self.cache_size:
                 self._plans.pop(next(iter(self._plans)))
             self._plans[key] = plan
         return plan
 
+    def thread_count(self, key: tuple) -> int | None:
+        """torch threads for a call at these sizes (None: leave torch's setting); see `compile`."""
+        if self.threads != "auto":
+            return self.threads
+        n = self._threads.get(key)
+        if n is None and key not in self._threads:
+            if len(self._threads) >= self.cache_size:
+                self._threads.clear()
+            elements = sum(math.prod(shape) for shape in key[0])
+            n = self._threads[key] = 1 if elements < SMALL_CALL else None
+        return n
+
     def __call__(self, **kwargs: Any) -> Any:
-        if self.planned:  # the plan gives its output the batch axis
-            arrays, given, key = self._check(kwargs)
-            plan = self._plans.get(key)
-            if plan is None:
-                plan = self._plan(arrays, given, key)
-            return plan.run(arrays)
-        env, arrays, dtype = self.prepare(kwargs)
-        out = Evaluation(self.backend, env, arrays, dtype).run(self.program.active_root(env))
-        batch = next(iter(arrays.values())).shape[0]
-        if out.shape[0] != batch:
-            out = self.backend.broadcast_to(out, (batch, *out.shape[1:]))
-        return out
+        arrays, given, key = self._check(kwargs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(arrays, given, key)
+        n = self.thread_count(key) if self.threads is not None else None
+        # the plan gives its output the batch axis
+        return plan.run(arrays) if n is None else on_threads(n, plan.run, arrays)
 
 
-def compile(program: Program, backend: str = "numpy", *, planned: bool = True,  # noqa: A001 - the public name
-            fast: bool = True) -> Compiled:
-    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array."""
-    return Compiled(program, backend, planned=planned, fast=fast)
+def compile(program: Program, backend: str = "numpy", *, strategy: str = "oblivious",  # noqa: A001 - public name
+            planned: bool = True, fast: bool = True, threads: int | str | None = "auto") -> Compiled:
+    """Plan a program for a backend ("numpy" or "torch"); returns f(**inputs, **sizes) -> array.
+
+    strategy: "oblivious" (default; data-oblivious operations only, for a linearized program), "sort"
+    (sorts, gathers and scatters where a pattern allows: data-dependent) or "generic" (the generic steps alone,
+    the reference semantics). planned=False and fast=False are aliases of strategy="generic".
+
+    threads (torch only): "auto" runs a call whose inputs hold fewer than SMALL_CALL (2^23) elements on one
+    thread and larger ones on torch's setting; an int runs every call on that many threads; None leaves torch's
+    setting alone. The count is set around each call and restored after (torch.set_num_threads is global).
+    """
+    return Compiled(program, backend, strategy=strategy, planned=planned, fast=fast, threads=threads)

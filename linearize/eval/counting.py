@@ -1,12 +1,17 @@
-"""Comparison counts: sums of heaviside/delta of key differences, counted without (i, j) matrices."""
+"""Comparison counts: sums of heaviside/delta of key differences.
+
+In an oblivious plan (the default) every count compares every pair, in one (i, j) matrix per image, as the
+generic semantics does but without its float copies; with strategy="sort" large counts sort and search
+instead (data-dependent; a runtime finiteness test picks the exact pairwise formula where a key overflowed).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..ir.nodes import Affine, Node, Op, Sym
-from ..rewrite.engine import substitute
-from .patterns import finite, plain, step_of_difference
+from ..ir import Affine, Node, Op, Sym
+from ..ir.algebra import substitute
+from .patterns import exact_below, finite, plain, step_of_difference
 from .plan import Meta
 from .planner import Choice, Planner
 
@@ -47,7 +52,7 @@ def _build_count(P: Planner, n: Node, A: Node, B: Node, i: Sym | None, a_first: 
     ma, mb = P.metas[sa], P.metas[sb]
     G, nj, ni = max(ma.batch, mb.batch), P.size(n.arg), P.size(i) if i is not None else 1
     xp, dtype, heaviside, sure = P.xp, P.dtype, n.src[0].op is Op.HEAVISIDE, ma.finite and mb.finite
-    pairs = G * ni * nj <= PAIRS_MAX
+    pairs = P.oblivious or G * ni * nj <= PAIRS_MAX
     P.note(G * ni * nj if pairs else G * (nj + ni) * 2)
     shape = (G, ni) if i is not None else (G,)
 
@@ -62,7 +67,7 @@ def _build_count(P: Planner, n: Node, A: Node, B: Node, i: Sym | None, a_first: 
             c = xp.count_below(a, b, True) - xp.count_below(a, b, False)
         return xp.to_dtype(c, dtype).reshape(shape)
 
-    def every_pair(a: Any, b: Any) -> Any:  # exactly the evaluator's comparisons, summed over j
+    def every_pair(a: Any, b: Any) -> Any:  # exactly the generic steps' comparisons, summed over j
         a3, b3 = a.reshape(-1, 1, nj), b.reshape(-1, ni, 1)
         c = ((a3 > b3) if a_first else (b3 > a3)) if heaviside else (a3 - b3) == 0
         return c.sum(2, dtype=dtype).reshape(shape)
@@ -74,12 +79,12 @@ def _build_ties_before(P: Planner, U: Node, i: Sym) -> int:
     su = P.slots[U]
     mu = P.metas[su]
     ni, xp, dtype = P.size(i), P.xp, P.dtype
-    pairs = mu.batch * ni * ni <= PAIRS_MAX
+    pairs = P.oblivious or mu.batch * ni * ni <= PAIRS_MAX
     P.note(mu.batch * ni * (ni if pairs else 4))
     ar = xp.arange(0, ni)
     lower = ar.reshape(1, 1, ni) < ar.reshape(1, ni, 1)  # [., i, j]: j < i
 
-    def every_pair(u: Any) -> Any:  # exactly the evaluator's delta(u[j] - u[i]) over j < i
+    def every_pair(u: Any) -> Any:  # exactly the generic steps' delta(u[j] - u[i]) over j < i
         u = u[:, :ni]
         return (((u.reshape(-1, 1, ni) - u.reshape(-1, ni, 1)) == 0) & lower).sum(2, dtype=dtype)
 
@@ -110,12 +115,13 @@ def _pair(n: Node) -> tuple[Node, Affine, Affine] | None:
 
 def stable_rank(P: Planner, n: Node) -> Choice | None:
     """num_greater[i] + sum<j < i>(delta(key[j] - key[i])) is i's position in a stable descending sort of key
-    (num_less for an ascending one): one sort, whose inverse is the rank, and which a scatter by this rank uses."""
+    (num_less for an ascending one). Oblivious: one (i, j) difference matrix per image, whose row sums count both
+    terms at once. Sort: one sort, whose inverse is the rank, and which a scatter by this rank uses."""
     if n.op is not Op.ADD or len(n.free) != 1:
         return None
     i = next(iter(n.free))
     at = Affine.of(i)
-    if not plain(i) or i.lo != Affine():
+    if not plain(i) or i.lo != Affine() or P.size(i) >= exact_below(P.dtype):  # counts exact in the dtype
         return None
     for g, t in (n.src, n.src[::-1]):
         g, t = _unwrap(g, i), _unwrap(t, i)
@@ -137,14 +143,20 @@ def stable_rank(P: Planner, n: Node) -> Choice | None:
 def _build_rank(P: Planner, key: Node, i: Sym, descending: bool) -> int:
     su = P.slots[key]
     mu, n, xp, dtype = P.metas[su], P.size(i), P.xp, P.dtype
+    if P.oblivious:
+        P.note(mu.batch * n * n)
+        below = xp.to_dtype(xp.arange(0, n).reshape(1, n) < xp.arange(0, n).reshape(n, 1), dtype)  # [i, j]: j < i
+        finite = mu.finite
+        return P.emit(lambda u: xp.pair_ranks(u, descending, below, finite), [su],
+                      Meta((i,), (n,), (), mu.batch, "float", True))
     ar = xp.arange(0, n)
     lower = ar.reshape(1, 1, n) < ar.reshape(1, n, 1)  # [., i, j]: j < i
     P.note(mu.batch * n * n if mu.batch * n * n <= PAIRS_MAX else mu.batch * n * 2)
 
-    def sort(u: Any) -> Any:  # None when a key is inf or NaN: those are not ordered as the evaluator counts
+    def sort(u: Any) -> Any:  # None when a key is inf or NaN: those are not ordered as the generic steps count
         return xp.argsort(u, descending) if mu.finite or xp.isfinite_all(u) else None
 
-    def every_pair(u: Any) -> Any:  # exactly the evaluator's two counts
+    def every_pair(u: Any) -> Any:  # exactly the generic steps' two counts
         uj, ui = u.reshape(-1, 1, n), u.reshape(-1, n, 1)
         return ((uj > ui) if descending else (ui > uj)).sum(2, dtype=dtype) + \
             (((uj - ui) == 0) & lower).sum(2, dtype=dtype)

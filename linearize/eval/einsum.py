@@ -14,28 +14,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-
-def _perm(xp: Any, order: list[int]) -> Callable[[Any], Any] | None:
-    if order == sorted(order):
-        return None
-    if xp.name == "torch":
-        return lambda a: a.permute(*order)
-    return lambda a: a.transpose(order)
-
-
-def _then(*fns: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
-    """The composition of the functions given (first applied first), None if there are none."""
-    live = [f for f in fns if f is not None]
-    if len(live) <= 1:
-        return live[0] if live else None
-    first, rest = live[0], _then(*live[1:])
-    return lambda a: rest(first(a))
-
+from .backends import Backend, permuter
+from .plan import compose, lift, reshaper
 
 Tail = tuple[Callable[..., Any], tuple[int, ...]] | None
 
 
-def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> tuple[Callable[..., Any], Tail]:
+def contraction(xp: Backend, terms: list[str], out: str, size: dict[str, int]) -> tuple[Callable[..., Any], Tail]:
     spec = ",".join(terms) + "->" + out
     if len(terms) != 2:
         return (lambda *ops: xp.einsum(spec, *ops)), None
@@ -49,33 +34,17 @@ def contraction(xp: Any, terms: list[str], out: str, size: dict[str, int]) -> tu
     inner = [c for c in ta if c in tb and c not in out]
     n = [math.prod(size[c] for c in part) for part in (left, inner, right)]
     bs = tuple(size[c] for c in batch)
-    pa = _perm(xp, [ta.index(c) for c in batch + left + inner])
-    pb = _perm(xp, [tb.index(c) for c in batch + inner + right])
+    pa = permuter(xp, [ta.index(c) for c in batch + left + inner])
+    pb = permuter(xp, [tb.index(c) for c in batch + inner + right])
     g = math.prod(bs)
     shape_a, shape_b = (g, n[0], n[1]), (g, n[1], n[2])
     mid = batch + left + right
     shape_out = (*bs, *(size[c] for c in left), *(size[c] for c in right))
-    po = _perm(xp, [mid.index(c) for c in out])
-    fa = _then(pa, _reshape(tuple(size[c] for c in batch + left + inner), shape_a))
-    fb = _then(pb, _reshape(tuple(size[c] for c in batch + inner + right), shape_b))
-    fo = _then(_reshape((g, n[0], n[2]), shape_out), po)
+    po = permuter(xp, [mid.index(c) for c in out])
+    fa = compose(pa, reshaper(tuple(size[c] for c in batch + left + inner), shape_a))
+    fb = compose(pb, reshaper(tuple(size[c] for c in batch + inner + right), shape_b))
+    fo = compose(reshaper((g, n[0], n[2]), shape_out), po)
     bmm = lift(xp.bmm, fa, fb)
     if fo is None:
         return bmm, None
     return (lambda a, b: fo(bmm(a, b))), ((bmm, (g, n[0], n[2])) if po is None else None)
-
-
-def lift(op: Callable[[Any, Any], Any], fa: Callable[[Any], Any] | None,
-          fb: Callable[[Any], Any] | None) -> Callable[[Any, Any], Any]:
-    """op(fa(a), fb(b)), with no wrapper call where an operand needs no reshape (calls cost at B=1)."""
-    if fa is None and fb is None:
-        return op
-    if fb is None:
-        return lambda a, b: op(fa(a), b)
-    if fa is None:
-        return lambda a, b: op(a, fb(b))
-    return lambda a, b: op(fa(a), fb(b))
-
-
-def _reshape(shape: tuple[int, ...], target: tuple[int, ...]) -> Callable[[Any], Any] | None:
-    return None if shape == target else (lambda a: a.reshape(target))

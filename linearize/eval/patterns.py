@@ -5,10 +5,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ir.nodes import Node, Op, Sym
+from ..ir import Node, Op, Sym
 from .planner import Planner
 
 MANTISSA = {"float64": 53, "float32": 24, "float16": 11, "bfloat16": 8}
+
+
+def exact_below(dtype: Any) -> int:
+    """Integers below this are exact in the dtype (numpy's or torch's); 0 for a dtype not known here."""
+    bits = MANTISSA.get(str(dtype).replace("torch.", ""))
+    return 0 if bits is None else 2 ** bits
 
 
 def is_float(n: Node) -> bool:

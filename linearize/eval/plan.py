@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ir.nodes import Node, Sym
+from ..ir import Node, Sym
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,36 @@ class Step:
     strategy: str
 
 
-
-
-
-
+# --- composing a step's function while planning: no wrapper call where nothing needs doing (calls cost at B=1)
 def reshaper(shape: tuple[int, ...], target: tuple[int, ...]) -> Callable[[Any], Any] | None:
     return None if shape == target else (lambda a: a.reshape(target))
+
+
+def compose(*fns: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    """The composition of the functions given (the first applied first), None if there are none."""
+    live = [f for f in fns if f is not None]
+    if len(live) <= 1:
+        return live[0] if live else None
+    first, rest = live[0], compose(*live[1:])
+    assert rest is not None
+    return lambda a: rest(first(a))
+
+
+def chain(*fns: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """As compose, but the identity when there is nothing to apply."""
+    return compose(*fns) or (lambda a: a)
+
+
+def lift(op: Callable[[Any, Any], Any], fa: Callable[[Any], Any] | None,
+         fb: Callable[[Any], Any] | None) -> Callable[[Any, Any], Any]:
+    """op(fa(a), fb(b)), calling op itself where no operand needs a change."""
+    if fa is None and fb is None:
+        return op
+    if fb is None:
+        return lambda a, b: op(fa(a), b)
+    if fa is None:
+        return lambda a, b: op(a, fb(b))
+    return lambda a, b: op(fa(a), fb(b))
 
 
 @dataclass
@@ -66,6 +90,7 @@ class Plan:
     internal: int = 0  # elements of the largest array a step builds inside itself
     widen: Callable[[Any, tuple[int, ...]], Any] | None = None  # broadcasts a batch-1 output to `batch`
     batch: int = 1
+    mode: str = "oblivious"  # the strategies it was planned with (Compiled's `strategy`)
     _code: list[tuple[Callable[..., Any], tuple[int, ...], int, tuple[int, ...]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

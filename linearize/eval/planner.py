@@ -1,36 +1,77 @@
-"""Planned evaluation: a program at concrete sizes becomes a fixed list of vectorized steps, built once.
+"""The planner: a program at concrete sizes becomes a fixed list of vectorized steps, built once.
 
 `Planner` walks the program once per concrete size environment (with the batch size and dtype). Every node
 gets a `Meta`, its static layout -- a leading batch axis (B, or 1 for a value that does not depend on the
 inputs), one axis per free index variable, then the node's own shape -- and a step computing it from its
-operands. A node is first offered to the strategies (strategies.py), which recognize contractions and
-comparison counts and plan them without their generic intermediates; a node no strategy takes is planned
-generically (planops.py), computing what the evaluator in evaluate.py computes. Steps whose operands are
+operands. A node is first offered to the strategies it was given (the table in strategies.py), which plan a
+recognized pattern without its generic intermediates; a node no strategy takes gets its generic step (the
+builder it was given: generic.py, the one semantics every strategy must reproduce). Steps whose operands are
 all known while planning (index arrays, masks, constants) are computed then, once.
 
-The result is a `Plan` (plan.py), which runs the steps and nothing else.
+The result is a `Plan` (plan.py), which runs the steps and nothing else. The planner imports neither the
+generic steps nor the strategies: compiled.py hands them in, so no import cycle runs through here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
-from ..ir.nodes import Affine, Node, Op, Sym
+from ..ir import Affine, InputError, Node, Op, Sym, bound, show
 from .backends import Backend
-from .generic import affine_array, check_index_range, sort_axes, widest_range
 from .plan import Meta, Plan, Step, reshaper
 
-# a strategy's or the generic planner's answer for a node: the operands to plan first, then the builder
+# a strategy's or the generic step's answer for a node: the operands to plan first, then the builder
 Choice = tuple[list[Node], Callable[["Planner"], int]]
+MODES = ("oblivious", "sort", "generic")
+
+
+class Strategy(Protocol):
+    name: str
+
+    def match(self, P: Planner, n: Node) -> Choice | None: ...
+
+
+# --- index expressions at concrete sizes ----------------------------------------------------------------
+def sort_axes(axes: Iterable[Sym]) -> tuple[Sym, ...]:
+    """Index variables in the order their axes are laid out."""
+    return tuple(sorted(set(axes), key=Sym.sort_key))
+
+
+def widest_range(v: Sym, env: Mapping[Sym, int]) -> tuple[int, int]:
+    """The widest [lo, hi) a variable takes over its outer variables' ranges."""
+    lo = bound(v.lo, upper=False).value(env)
+    hi = bound(v.hi, upper=True).value(env)
+    return lo, max(lo, hi)
+
+
+def affine_array(xp: Backend, env: Mapping[Sym, int], a: Affine,
+                 extent: Callable[[Sym], tuple[int, int]]) -> tuple[Any, tuple[Sym, ...]]:
+    """An index expression as an int64 array of shape (1, *one axis per variable), and those variables."""
+    axes = sort_axes(a.vars)
+    out: Any = xp.asarray(a.const + sum(c * env[s] for s, c in a.terms if s.kind == "size"),
+                          xp.int_dtype).reshape((1,) + (1,) * len(axes))
+    for pos, v in enumerate(axes):
+        lo, hi = extent(v)
+        shape = [1] * (1 + len(axes))
+        shape[1 + pos] = hi - lo
+        out = out + xp.arange(lo, hi).reshape(tuple(shape)) * a.coeff(v)
+    return out, axes
 
 
 class Planner:
     """Builds the Plan of one root at concrete sizes: `Planner(...).plan(root)`."""
 
-    def __init__(self, backend: Backend, env: Mapping[Sym, int], batch: int, dtype: Any, fast: bool = True):
-        self.xp, self.env, self.batch, self.dtype, self.fast = backend, dict(env), batch, dtype, fast
+    def __init__(self, backend: Backend, env: Mapping[Sym, int], batch: int, dtype: Any,
+                 strategies: Sequence[Strategy], generic: Callable[[Node], Choice], mode: str = "oblivious"):
+        if mode not in MODES:
+            raise ValueError(f"unknown strategy {mode!r}; choose one of {', '.join(MODES)}")
+        self.xp, self.env, self.batch, self.dtype = backend, dict(env), batch, dtype
+        self.mode = mode
+        self.oblivious = mode != "sort"  # kernels whose operations do not depend on the values
+        self.strategies = tuple(strategies) if mode != "generic" else ()
+        self.generic = generic
         self.slots: dict[Node, int] = {}
         self.metas: list[Meta] = []
         self.home: list[int] = []  # the runtime slot holding each slot's array (itself, or the one it aliases)
@@ -64,7 +105,7 @@ class Planner:
         return tuple(d.value(self.env) for d in n.shape)
 
     def layout(self, n: Node, batch: int, kind: str = "float") -> Meta:
-        """The layout the evaluator gives a node: its free variables' axes, then its own shape."""
+        """The layout the generic steps give a node: its free variables' axes, then its own shape."""
         axes = sort_axes(n.free)
         return Meta(axes, tuple(self.size(a) for a in axes), self.own(n), batch, kind)
 
@@ -75,7 +116,11 @@ class Planner:
         return self._affines[a]
 
     def check_range(self, e: Affine, n: int, where: Node) -> None:
-        check_index_range(self.env, e, n, where)
+        """An InputError unless every value of e lies in [0, n)."""
+        lo, hi = bound(e, upper=False).value(self.env), bound(e, upper=True).value(self.env)
+        if lo < 0 or hi >= n:
+            sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(self.env.items(), key=lambda t: t[0].name))
+            raise InputError(f"index {e} takes values {lo}..{hi}, outside [0, {n}), in `{show(where)}` ({sizes})")
 
     # --- slots and steps -------------------------------------------------------------------------------
     def new(self, meta: Meta) -> int:
@@ -106,8 +151,8 @@ class Planner:
                 out.append(s)
                 fns.append(reshaper(m.shape, shape))
             else:
-                out.append(self.constant(self.consts[s].reshape(shape), Meta((), (), shape[1:], shape[0], m.kind,
-                                                                              m.finite)))
+                batch, own = (shape[0], shape[1:]) if shape else (1, ())  # a contraction's operand may be 0-d
+                out.append(self.constant(self.consts[s].reshape(shape), Meta((), (), own, batch, m.kind, m.finite)))
                 fns.append(None)
         return out, fns
 
@@ -174,14 +219,11 @@ class Planner:
 
     # --- planning --------------------------------------------------------------------------------------
     def choose(self, n: Node) -> tuple[str, Choice]:
-        from .planops import generic
-        if self.fast:
-            from .strategies import STRATEGIES
-            for name, match in STRATEGIES:
-                hit = match(self, n)
-                if hit is not None:
-                    return name, hit
-        return "generic", generic(n)
+        for strategy in self.strategies:
+            hit = strategy.match(self, n)
+            if hit is not None:
+                return strategy.name, hit
+        return "generic", self.generic(n)
 
     def plan(self, root: Node) -> Plan:
         chosen: dict[Node, tuple[str, Choice]] = {}
@@ -212,4 +254,4 @@ class Planner:
                 needed.update(step.ins)
         steps = self._fold_reshapes(steps[::-1], out)
         return Plan(steps, self.metas, self.consts, self.inputs, out, self.strategy, self.internal,
-                    self.xp.broadcast_to, self.batch)
+                    self.xp.broadcast_to, self.batch, self.mode)

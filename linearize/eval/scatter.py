@@ -1,19 +1,35 @@
-"""Rank scatter: [sum<i>(delta(E[i] - r) * Y[i]) for r] as rows of Y moved to positions E[i]."""
+"""Rank scatter: [sum<i>(delta(E[i] - r) * Y[i]) for r] as rows of Y moved to positions E[i].
+
+Oblivious: the one-hot (r, i) matrix times Y, one bmm. Sort: the sorted order's rows when E is a rank planned by
+`rank` (one index_select), else a gather of rows, or a scatter-add where positions collide; the one-hot product
+when it is small (ONEHOT_MAX multiply-adds).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
-from ..ir.nodes import Affine, IRError, Node, Op, bound, node
-from ..rewrite.engine import factors, product
-from .patterns import MANTISSA, elements, is_finite, is_float, plain, step_of_difference
+from ..ir import Affine, IRError, Node, Op, bound, node
+from ..ir.algebra import factors, product
+from .patterns import elements, exact_below, is_finite, is_float, plain, step_of_difference
 from .plan import Meta
 from .planner import Choice, Planner
 
 
-# --- scatter ---------------------------------------------------------------------------------------------
-def scatter(P: Planner, n: Node) -> Choice | None:
+@dataclass(frozen=True)
+class Moved:
+    """[sum<i>(delta(E[i] - (s*r + R)) * rest[0] * rest[1] ...) for r]: the parts the scatter pattern reads."""
+
+    E: Node
+    rest: list[Node]
+    R: Affine  # depends on i at most
+    s: int  # +1 or -1
+
+
+def moved(P: Planner, n: Node) -> Moved | None:
+    """The scatter pattern of n, when it holds exactly (and its positions are exact in the dtype)."""
     if n.op is not Op.STACK or n.src[0].op is not Op.SUM or n.free:
         return None
     r, S = n.arg, n.src[0]
@@ -33,15 +49,22 @@ def scatter(P: Planner, n: Node) -> Choice | None:
     rest = [f for f in fs if f is not d]
     if s not in (1, -1) or not R.vars <= {i} or any(not f.free <= {i} or not is_float(f) for f in rest):
         return None
-    # the evaluator casts s*r + R to the float dtype: exact only below 2**mantissa
-    mant = MANTISSA.get(str(P.dtype).replace("torch.", ""), 0)
-    if max(abs(bound(aff.arg, u).value(P.env)) for u in (False, True)) >= 2 ** mant:
+    # the generic steps cast s*r + R to the float dtype: exact only below 2**mantissa
+    if max(abs(bound(aff.arg, u).value(P.env)) for u in (False, True)) >= exact_below(P.dtype):
         return None
+    return Moved(E, rest, R, s)
+
+
+def scatter(P: Planner, n: Node) -> Choice | None:
+    m = moved(P, n)
+    if m is None:
+        return None
+    E, rest, R, s = m.E, m.rest, m.R, m.s
     try:
         Y = product(rest) if rest else node(Op.CONST, (), 1.0)
     except IRError:
         return None
-    lo, hi = P.extent(r)
+    lo, hi = P.extent(n.arg)
     if elements(P, Y) * (hi - lo) <= elements(P, n) + elements(P, E):  # nothing to save
         return None
     return [E, Y], lambda P: _build_scatter(P, n, E, Y, R, s)
@@ -82,19 +105,20 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
                 out = xp.where(~missing.reshape(G, Rn, 1), out, 0)
         else:  # ranks collide: add the rows that land together
             out = xp.scatter_rows(y, tt, Rn)
-        if not my.finite and not xp.isfinite_all(y):  # 0 * inf is NaN in the evaluator's sum
+        if not my.finite and not xp.isfinite_all(y):  # 0 * inf is NaN in the generic steps' sum
             bad = xp.to_dtype(~is_finite(y), dtype)
             elsewhere = xp.sum(bad, 1).reshape(G, 1, F) - xp.scatter_rows(bad, tt, Rn)
             out = xp.where(elsewhere == 0, out, math.nan)
         return out.reshape(shape)
 
+    flat = len(shape) == 3  # Y's rows are vectors: the product has the output's shape
     order = P.orders.get(P.home[se])  # E is a stable rank, planned with the sort that inverts it
     sorted_as = P.metas[order] if order is not None else None
     if sorted_as is not None and s == 1 and R == Affine() and me.axes and sorted_as.shape == (G, ni) and \
             0 <= lo <= hi <= ni:
         P.note(G * Rn)
 
-        plain_y, flat = not (reshape_y or broadcast_y), len(shape) == 3
+        plain_y = not (reshape_y or broadcast_y)
         ranks = xp.viewer((slice(None), slice(lo, hi)), (G, ni))  # o[:, lo:hi], planned as any view is
 
         def permutation(e: Any, y: Any, o: Any) -> Any:  # row r is the row of rank r: o[r]
@@ -103,14 +127,15 @@ def _build_scatter(P: Planner, n: Node, E: Node, Y: Node, R: Affine, s: int) -> 
             out = xp.rows(y if plain_y else widen_y(y), ranks(o))
             return out if flat else out.reshape(shape)
         return P.emit(permutation, [se, sy, order], meta)
-    if G * Rn * ni * F <= ONEHOT_MAX:  # small: the (r, i) delta matrix times Y, as the evaluator sums it
+    if P.oblivious or G * Rn * ni * F <= ONEHOT_MAX:  # the (r, i) delta matrix times Y, as the generic steps sum
         P.note(G * Rn * ni)
         target = xp.to_dtype(xp.arange(lo, hi).reshape(1, Rn, 1) * s + rv.reshape(1, 1, -1), dtype)  # s*r + R
         wide_e = me.batch != G or e_shape[1] != ni
 
         def onehot(e: Any, y: Any) -> Any:
             hit = xp.to_dtype(e.reshape(me.batch, 1, e_shape[1]) == target, dtype)
-            return xp.bmm(xp.broadcast_to(hit, (G, Rn, ni)) if wide_e else hit, widen_y(y)).reshape(shape)
+            out = xp.bmm(xp.broadcast_to(hit, (G, Rn, ni)) if wide_e else hit, widen_y(y))
+            return out if flat else out.reshape(shape)
         return P.emit(onehot, [se, sy], meta)
     P.note(G * (Rn + 1) * 2 + G * ni * 2)
     return P.emit(general, [se, sy], meta)

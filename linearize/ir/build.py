@@ -1,4 +1,4 @@
-"""The Python builder: write a pruning program close to the seed's pseudo-code.
+"""The Python builder: write a pruning program close to the hand derivation's pseudo-code.
 
     N, C, k = sizes("N C k")
     X = tensor("X", N + 1, C)
@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
-from .nodes import Affine, IRError, Node, Op, Sym, affine, node
+from .affine import Affine, IRError, Sym
+from .nodes import Node, affine, node
+from .opcodes import Op
+from .printing import show
 
 Operand = Node | int | float
 
@@ -31,7 +34,6 @@ def as_affine(x: Operand | Affine) -> Affine:
         return x
     n = lift(x)
     if n.op is not Op.AFFINE:
-        from .printing import show
         raise IRError(f"expected an index expression (affine in sizes and index variables), got `{show(n)}`")
     return n.arg
 
@@ -62,8 +64,7 @@ def _getitem(x: Node, key: object) -> Node:
     out = x
     for item in items:
         if axis >= len(out.shape):
-            from .printing import show
-            raise IRError(f"too many indices {key!r} for `{show(x)}` of rank {len(x.shape)}")
+                raise IRError(f"too many indices {key!r} for `{show(x)}` of rank {len(x.shape)}")
         if isinstance(item, slice):
             if item.step not in (None, 1):
                 raise IRError(f"slices with a step are not supported: {item}")
@@ -103,6 +104,7 @@ def size(name: str) -> Node:
 
 
 def sizes(names: str) -> tuple[Node, ...]:
+    """Several size symbols at once: N, C, H, k = sizes("N C H k")."""
     return tuple(size(n) for n in names.split())
 
 
@@ -125,6 +127,7 @@ def tensor(name: str, *shape: Operand) -> Node:
 
 
 def const(value: float) -> Node:
+    """A number as a node (plain Python numbers in arithmetic become constants by themselves)."""
     return node(Op.CONST, (), float(value))
 
 
@@ -142,7 +145,6 @@ def sum_over(i: Node, body: Operand) -> Node:
     """sum<i>(body): the sum of body over the index variable's range."""
     body, var = lift(body), _var(i)
     if var not in body.free:  # almost always a typo, like sum<j>(key[i]) for sum<j>(key[j])
-        from .printing import show
         raise IRError(f"sum over {var.name} of `{show(body)}`, which does not use {var.name}")
     return node(Op.SUM, (body,), var)
 
@@ -159,11 +161,18 @@ def define(name: str, i_or_value: Operand, body: Operand | None = None) -> Node:
 
 
 def cat(*parts: Node, axis: int = 0) -> Node:
+    """Concatenation along an axis: cat(x[0:1], kept, fused[None]) stacks rows."""
     return node(Op.CAT, tuple(parts), axis)
 
 
 def mean(x: Node, axis: int = 0) -> Node:
+    """The mean along an axis: mean(attn[:, 0, 1:], axis=0) is the head mean of the CLS attention."""
     return node(Op.MEAN, (x,), axis)
+
+
+def amax(x: Node, axis: int = 0) -> Node:
+    """The largest value along an axis (a value: which element is largest is not used)."""
+    return node(Op.AMAX, (x,), axis)
 
 
 def argsort(key: Node, descending: bool = False) -> Node:
@@ -202,4 +211,5 @@ def kth_largest(X: Node, key: Node, r: Operand) -> Node:
 
 
 def kth_smallest(X: Node, key: Node, r: Operand) -> Node:
+    """The row of X whose key has 0-based stable ascending rank r."""
     return node(Op.KTH, (X, key, lift(r)), False)

@@ -1,13 +1,19 @@
-"""Printing in the seed's notation: sum<i < N>(...), heaviside(...), delta(...), named definitions."""
+"""The text notation (that of the hand derivation published with EViT): sum<i < N>(...), heaviside(...),
+delta(...), named definitions.
+
+Each op's notation is its `text` facet in the op table; the printer supplies the shared pieces (calls, infix
+operators, index chains, sums and comprehensions) and names definitions uniquely."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from .nodes import Affine, Node, Op, Sym
-
-# precedence: a sum binds loosest, then products, then negation, then atoms
-_ADD, _MUL, _NEG, _ATOM = 1, 2, 3, 4
+from .affine import Affine, Sym
+from .nodes import Node, set_printer
+from .opcodes import Op
+from .ops import ADD as _ADD
+from .ops import ATOM as _ATOM
+from .ops import MUL as _MUL
+from .ops import NEG as _NEG
+from .ops import OPS
 
 
 def _affine_prec(a: Affine) -> int:
@@ -50,7 +56,7 @@ class Printer:
         return f"({text})" if p < prec else text
 
     def _show(self, n: Node) -> tuple[str, int]:
-        return _PRINTERS[n.op](self, n)
+        return OPS[n.op].text(self, n)
 
     def items(self, n: Node) -> tuple[str, int]:
         """x[a, b:c] for a chain of indexing and slicing on one tensor."""
@@ -88,60 +94,44 @@ class Printer:
             items.pop()
         return f"{self.show(base, _ATOM)}[{', '.join(items)}]", _ATOM
 
+    # --- the pieces the op table's `text` facets use ----------------------------------------------------
+    def number(self, n: Node) -> tuple[str, int]:
+        return _num(n.arg), (_NEG if n.arg < 0 else _ATOM)
 
-def _binary(symbol: str, prec: int) -> Callable[[Printer, Node], tuple[str, int]]:
-    def render(p: Printer, n: Node) -> tuple[str, int]:
-        left = p.show(n.src[0], prec)
+    def affine(self, n: Node) -> tuple[str, int]:
+        return str(n.arg), _affine_prec(n.arg)
+
+    def binary(self, n: Node, symbol: str, prec: int) -> tuple[str, int]:
+        left = self.show(n.src[0], prec)
         if symbol in "+-" and n.src[1].op is Op.AFFINE:  # a - (k - 1) reads better as a - k + 1
             text = str(n.src[1].arg if symbol == "+" else -n.src[1].arg)
             return (f"{left} - {text[1:]}" if text.startswith("-") else f"{left} + {text}"), prec
         # the right operand of - and / needs parentheses at equal precedence, and a product nested on the
         # right gets them too: a * (b * c) is not (a * b) * c to floating point, nor to `linearize cost`
-        right = p.show(n.src[1], prec + (1 if symbol in "-/" or (symbol == "*" and n.src[1].op is Op.MUL) else 0))
+        right = self.show(n.src[1], prec + (1 if symbol in "-/" or (symbol == "*" and n.src[1].op is Op.MUL) else 0))
         return f"{left} {symbol} {right}", prec
-    return render
 
+    def negation(self, n: Node) -> tuple[str, int]:
+        return f"-{self.show(n.src[0], _NEG + 1)}", _NEG
 
-def _call(name: str) -> Callable[[Printer, Node], tuple[str, int]]:
-    return lambda p, n: (f"{name}({', '.join(p.show(s) for s in n.src)})", _ATOM)
+    def call(self, name: str, n: Node, extra: str | None = None) -> tuple[str, int]:
+        """name(operands[, extra])."""
+        args = [self.show(s) for s in n.src] + ([extra] if extra else [])
+        return f"{name}({', '.join(args)})", _ATOM
 
+    def cat(self, n: Node) -> tuple[str, int]:
+        return f"cat({', '.join(self.show(s) for s in n.src)}{'' if n.arg == 0 else f', axis={n.arg}'})", _ATOM
 
-def _sorting(p: Printer, n: Node) -> tuple[str, int]:
-    name = {Op.ARGSORT: "argsort", Op.SORT_BY_KEY: "sort_by_key", Op.RANK: "rank_of"}[n.op]
-    desc = ", descending=True" if n.arg else ""
-    return f"{name}({', '.join(p.show(s) for s in n.src)}{desc})", _ATOM
+    def sum(self, n: Node) -> tuple[str, int]:
+        return f"sum<{var_range(n.arg)}>({self.show(n.src[0])})", _ATOM
 
-
-def _stack(p: Printer, n: Node) -> tuple[str, int]:
-    v: Sym = n.arg
-    body = p.show(n.src[0])
-    if v not in n.src[0].free and v.hi - v.lo == Affine((), 1):
-        return f"[{body}]", _ATOM
-    rng = f"range({v.hi})" if v.lo == Affine() else f"range({v.lo}, {v.hi})"
-    return f"[{body} for {v.name} in {rng}]", _ATOM
-
-
-_PRINTERS: dict[Op, Callable[[Printer, Node], tuple[str, int]]] = {
-    Op.INPUT: lambda p, n: (n.arg[0], _ATOM),
-    Op.CONST: lambda p, n: (_num(n.arg), _NEG if n.arg < 0 else _ATOM),
-    Op.AFFINE: lambda p, n: (str(n.arg), _affine_prec(n.arg)),
-    Op.ADD: _binary("+", _ADD), Op.SUB: _binary("-", _ADD),
-    Op.MUL: _binary("*", _MUL), Op.DIV: _binary("/", _MUL),
-    Op.NEG: lambda p, n: (f"-{p.show(n.src[0], _NEG + 1)}", _NEG),
-    Op.HEAVISIDE: _call("heaviside"), Op.DELTA: _call("delta"),
-    Op.INDEX: Printer.items, Op.SLICE: Printer.items,
-    Op.CAT: lambda p, n: (f"cat({', '.join(p.show(s) for s in n.src)}"
-                          f"{'' if n.arg == 0 else f', axis={n.arg}'})", _ATOM),
-    Op.SUM: lambda p, n: (f"sum<{var_range(n.arg)}>({p.show(n.src[0])})", _ATOM),
-    Op.STACK: _stack,
-    Op.DEF: lambda p, n: (p.name_of(n), _ATOM),
-    Op.MEAN: lambda p, n: (f"mean({p.show(n.src[0])}, axis={n.arg})", _ATOM),
-    Op.ARGSORT: _sorting, Op.SORT_BY_KEY: _sorting, Op.RANK: _sorting,
-    Op.TOPK: lambda p, n: (f"topk({p.show(n.src[0])}, {n.arg})", _ATOM),
-    Op.GATHER: _call("gather"),
-    Op.COMPLEMENT: lambda p, n: (f"complement({p.show(n.src[0])}, {n.arg})", _ATOM),
-    Op.KTH: lambda p, n: (f"kth_{'largest' if n.arg else 'smallest'}({', '.join(p.show(s) for s in n.src)})", _ATOM),
-}
+    def stack(self, n: Node) -> tuple[str, int]:
+        v: Sym = n.arg
+        body = self.show(n.src[0])
+        if v not in n.src[0].free and v.hi - v.lo == Affine((), 1):
+            return f"[{body}]", _ATOM
+        rng = f"range({v.hi})" if v.lo == Affine() else f"range({v.lo}, {v.hi})"
+        return f"[{body} for {v.name} in {rng}]", _ATOM
 
 
 def definitions(root: Node) -> list[Node]:
@@ -159,7 +149,7 @@ def show_definition(p: Printer, d: Node) -> str:
 
 
 def show(n: Node, printer: Printer | None = None) -> str:
-    """One node in the seed's notation, definitions by name."""
+    """One node in the text notation, definitions by name."""
     return (printer or Printer()).show(n)
 
 
@@ -169,3 +159,15 @@ def show_with_definitions(n: Node) -> str:
     lines = [show_definition(p, d) for d in definitions(n)]
     lines.append(p.show(n))
     return "\n".join(lines)
+
+
+def shorten(text: str, width: int = 120, lines: int = 16) -> str:
+    """text for a REPL: each line cut to `width` characters, at most `lines` lines, and what was cut said."""
+    rows = text.splitlines()
+    out = [r if len(r) <= width else r[:width - 3] + "..." for r in rows[:lines]]
+    if len(rows) > lines:
+        out.append(f"... ({len(rows) - lines} more lines)")
+    return "\n".join(out)
+
+
+set_printer(show)

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .affine import Affine, IRError, Sym
 from .build import as_affine
-from .nodes import Affine, IRError, Node, Op, Sym
-from .printing import Printer, definitions, show_definition
+from .nodes import Node
+from .opcodes import Op
+from .printing import Printer, definitions, shorten, show_definition
+
+# renderers for Jupyter, installed by the package (linearize/__init__.py) so that the IR does not import show/
+LATEX: dict[str, Callable[[Any], str]] = {}
 
 
 class InputError(ValueError):
     """Inputs or sizes that do not fit the program: the message names the problem."""
+
+
+# what an input is to the checker and the prover (docs/checker.md, docs/prove.md):
+#   feature -- token features the output is linear in once the comparisons are fixed (x); drawn freely
+#   score   -- values the program compares (heaviside, delta, topk, rank, sorts read them); drawn with ties
+#   value   -- other values that flow polynomially and are never compared (a value tensor); drawn freely
+ROLES = ("feature", "score", "value")
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,9 @@ class EarlyReturn:
 
 @dataclass(frozen=True)
 class Program:
+    """A program: named inputs, one output node, the sizes' ranges and size-level early returns. Build one with
+    `program(...)`; print() shows it in the text notation, Jupyter renders it as LaTeX."""
+
     name: str
     inputs: tuple[Node, ...]
     output: Node
@@ -44,6 +59,7 @@ class Program:
     features: tuple[str, ...] = ("x",)  # inputs the output must be linear in, once scores are fixed
     doc: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    roles: Mapping[str, str] = field(default_factory=dict, compare=False)  # input -> ROLES; see role()
 
     def __post_init__(self) -> None:
         names = [n.arg[0] for n in self.inputs]
@@ -52,6 +68,10 @@ class Program:
                 raise IRError(f"program {self.name}: inputs must be tensor() nodes")
         if len(set(names)) != len(names):
             raise IRError(f"program {self.name}: duplicate input names {names}")
+        for name, role in self.roles.items():
+            if name not in names or role not in ROLES:
+                raise IRError(f"program {self.name}: role {name!r}: {role!r} must name an input and be one of "
+                              f"{', '.join(ROLES)}")
         for root in self.roots():
             if root.free:
                 unbound = ", ".join(sorted(v.name for v in root.free))
@@ -81,15 +101,29 @@ class Program:
     def input_names(self) -> tuple[str, ...]:
         return tuple(n.arg[0] for n in self.inputs)
 
+    def role(self, name: str) -> str:
+        """The input's role (ROLES): as declared in `roles`, else feature for the features (x), score otherwise."""
+        return self.roles.get(name) or ("feature" if name in self.features else "score")
+
     @property
     def given_sizes(self) -> tuple[str, ...]:
         """Sizes the caller passes (like k), as opposed to those read off the input shapes."""
         derivable = {s for n in self.inputs for d in n.arg[1] for s in d.syms}
         return tuple(c.size.name for c in self.constraints if c.size not in derivable)
 
-    def bind_sizes(self, shapes: Mapping[str, tuple[int, ...]], given: Mapping[str, int]) -> dict[Sym, int]:
-        """Read sizes off the (unbatched) input shapes, check they agree, and check every range."""
+    def bind_sizes(self, shapes: Mapping[str, tuple[int, ...]], given: Mapping[str, int], *,
+                   batched: bool = False) -> dict[Sym, int]:
+        """Read sizes off the (unbatched) input shapes, check they agree, and check every range.
+
+        batched=True: the caller's arrays have a leading batch axis, so messages count their axes from it
+        (`attn axis 2`, of `attn [B, H, N + 1, N + 1]`)."""
         env: dict[Sym, int] = {}
+
+        def where(name: str, axis: int) -> str:
+            dims = next(n.arg[1] for n in self.inputs if n.arg[0] == name)
+            shown = ", ".join(["B"] * batched + [str(d) for d in dims])
+            return f"{name} axis {axis + batched} (of {name} [{shown}])"
+
         for c in self.constraints:
             if c.size.name in given:
                 env[c.size] = int(given[c.size.name])
@@ -103,7 +137,7 @@ class Program:
                 if not unknown:
                     expected = d.value(env)
                     if expected != actual:
-                        raise InputError(f"shapes disagree: {name} axis {axis} has size {actual}, "
+                        raise InputError(f"shapes disagree: {where(name, axis)} has size {actual}, "
                                          f"expected {d} = {expected} from the other inputs")
                     pending.remove((name, axis, d))
                     progress = True
@@ -111,21 +145,22 @@ class Program:
                     s = unknown[0]
                     value = (actual - (d - Affine(((s, d.coeff(s)),))).value(env)) * d.coeff(s)
                     if value < 0:
-                        raise InputError(f"{name} axis {axis} has size {actual}, too small for {d}")
+                        raise InputError(f"{where(name, axis)} has size {actual}, too small for {d}")
                     env[s] = value
                     progress = True
             if not progress:
                 break
         if pending:
             name, axis, d = pending[0]
-            raise InputError(f"cannot determine size {d} of {name} axis {axis}")
+            raise InputError(f"cannot determine size {d} of {where(name, axis)}")
         for c in self.constraints:
             if c.size not in env:
                 raise InputError(f"size {c.size.name} is required (e.g. --{c.size.name} or {c.size.name}=...)")
             lo, hi, v = c.lo.value(env), c.hi.value(env), env[c.size]
             if not lo <= v <= hi:
-                raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi} "
-                                 f"({c.lo} = {lo}, {c.hi} = {hi}), got {c.size.name} = {v}")
+                others = sorted({s for s in c.lo.syms | c.hi.syms if s != c.size}, key=Sym.sort_key)
+                values = ", ".join(f"{s.name} = {env[s]}" for s in [c.size, *others])
+                raise InputError(f"{c.size.name} out of range: need {c.lo} <= {c.size.name} <= {c.hi}, got {values}")
         return env
 
     def active_root(self, env: Mapping[Sym, int]) -> Node:
@@ -133,6 +168,17 @@ class Program:
             if e.lhs.value(dict(env)) == e.rhs.value(dict(env)):
                 return e.value
         return self.output
+
+    def check_reductions(self, env: Mapping[Sym, int]) -> None:
+        """An InputError for a mean or max over an empty axis (H = 0) at these sizes: it has no value. An empty sum
+        is 0, and an empty batch or channel axis gives an empty result."""
+        from .ops import OPS
+        from .printing import show
+        for n in self.active_root(env).toposort():
+            spec = OPS[n.op]
+            if spec.kind == "reduction" and n.src[0].shape[spec.axis(n)].value(dict(env)) == 0:
+                sizes = ", ".join(f"{s.name} = {v}" for s, v in sorted(env.items(), key=lambda t: t[0].name))
+                raise InputError(f"{spec.name} over an empty axis in `{show(n)}` ({sizes})")
 
     def signature(self) -> str:
         ins = ", ".join(f"{n.arg[0]}: [{', '.join(str(d) for d in n.arg[1])}]" for n in self.inputs)
@@ -150,9 +196,12 @@ class Program:
         lines.append(f"    return {p.show(self.output)}")
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        """The notation, as print() shows it, with long lines and long programs cut (str() is never cut)."""
+        return shorten(str(self))
+
     def _repr_latex_(self) -> str:
-        from ..show.sympy_bridge import program_latex
-        return program_latex(self)
+        return LATEX["program"](self)
 
 
 def _size_syms(n: Node) -> set[Sym]:
@@ -181,13 +230,20 @@ def _size_syms(n: Node) -> set[Sym]:
 def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
             early_returns: list[tuple[Any, Any, Node]] | None = None,
-            features: tuple[str, ...] = ("x",), doc: str = "", meta: Mapping[str, Any] | None = None) -> Program:
+            features: tuple[str, ...] | None = None, doc: str = "", meta: Mapping[str, Any] | None = None,
+            roles: Mapping[str, str] | None = None) -> Program:
     """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
-    meta={"reference": "topk"} names the torch reference a hand-written or renamed program answers to."""
+    meta={"reference": "topk"} names the reference a hand-written or renamed program answers to;
+    roles={"x": "feature", "score": "score", "v": "value"} says what each input is (default: x is the feature,
+    every other input a score); the features default to the inputs whose role is feature."""
+    roles = dict(roles or {})
+    if features is None:
+        names = [n.arg[0] for n in inputs]
+        features = tuple(n for n in names if roles.get(n, "feature" if n == "x" else "score") == "feature")
     cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi))
                  for s, (lo, hi) in (sizes or {}).items())
     early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
-    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}))
+    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}), roles)
 
 
 def keep_rate_to_k(keep_rate: float, n: int) -> int:

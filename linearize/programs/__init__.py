@@ -14,7 +14,8 @@ BUILTIN: dict[str, tuple[str, str, str]] = {
     "evit": ("linearize.programs.evit", "evit", "EViT: top-k tokens by CLS attention plus one fused token"),
     "topk": ("linearize.programs.topk", "topk_pruning", "Top-K: top-k tokens by CLS attention"),
     "evit-seed": ("linearize.programs.evit_seed", "evit_seed",
-                  "the seed's hand-written EViT linearization, as written (the checker refutes it)"),
+                  "the hand derivation: EViT's hand linearization published with its verification plans, "
+                  "as written (the checker refutes it)"),
 }
 
 
@@ -23,6 +24,7 @@ class UnknownProgram(LookupError):
 
 
 def names() -> list[str]:
+    """The built-in programs' names (`linearize list`)."""
     return list(BUILTIN)
 
 

@@ -1,4 +1,5 @@
-"""EViT's token reorganization (Liang et al. 2022), written as the seed's Overview code is."""
+"""EViT's token reorganization (Liang et al. 2022), written as the official code path
+quoted by the hand derivation's document ("Overview") is."""
 
 from __future__ import annotations
 

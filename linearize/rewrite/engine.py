@@ -9,117 +9,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from ..ir.nodes import Affine, IRError, Node, Op, Sym, affine, bound, node
-from ..ir.printing import Printer, definitions, show, show_definition
-from ..ir.program import Program
+from ..ir import Affine, IRError, Node, Op
+from ..ir.algebra import nonneg, replace_nodes
+from ..ir.form import ops_present
+from ..ir.printing import Printer, definitions, shorten, show, show_definition
+from ..ir.program import LATEX, Program
+from ..ir.tree import Trees
 
 
 class LinearizeError(RuntimeError):
-    """The pipeline's result is not in linearized form; the message lists what is left."""
+    """The pipeline's result is not in linearized form; the message lists what is left, `derivation` holds the
+    steps that did apply (None when the pipeline itself failed)."""
 
-
-# --- proving facts about sizes ------------------------------------------------------------------
-def nonneg(a: Affine, program: Program | None = None) -> bool:
-    """True when a >= 0 is provable from sizes >= 1 and the program's size ranges (lo <= s <= hi).
-
-    Index variables are first replaced by their extreme values; then each constrained size is replaced by
-    the bound that makes `a` smallest, until only unconstrained sizes (each >= 1) remain.
-    """
-    a = bound(a, upper=False)
-    ranges = {c.size: (c.lo, c.hi) for c in (program.constraints if program else ())}
-    for _ in range(16):
-        sym = next((s for s in a.syms if s in ranges), None)
-        if sym is None:
-            break
-        lo, hi = ranges[sym]
-        a = a.subs({sym: lo if a.coeff(sym) > 0 else hi})
-    if any(s in ranges for s in a.syms):
-        return False
-    return all(c >= 0 for _, c in a.terms) and a.const + sum(c for _, c in a.terms) >= 0
-
-
-# --- substitution -----------------------------------------------------------------------------
-def replace_nodes(root: Node, mapping: Mapping[Node, Node]) -> Node:
-    """root with every occurrence of each key node replaced by its value (ancestors rebuilt)."""
-    if not mapping:
-        return root
-    out: dict[Node, Node] = {}
-    for n in root.toposort():
-        if n in mapping:
-            out[n] = mapping[n]
-        else:
-            src = tuple(out[s] for s in n.src)
-            out[n] = n if all(a is b for a, b in zip(src, n.src)) else node(n.op, src, n.arg)
-    return out[root]
-
-
-def _mentions(n: Node) -> frozenset[Sym]:
-    """Index variables a node depends on, including those its free variables' ranges use."""
-    seen: set[Sym] = set()
-    todo = list(n.free)
-    while todo:
-        v = todo.pop()
-        if v not in seen:
-            seen.add(v)
-            todo.extend(v.lo.vars | v.hi.vars)
-    return frozenset(seen)
-
-
-def substitute(root: Node, mapping: Mapping[Sym, Affine]) -> Node:
-    """root with index variables replaced by affine expressions; bound variables are renamed where needed."""
-    cache: dict[tuple[Node, tuple], Node] = {}
-
-    def sub_sym(v: Sym, m: Mapping[Sym, Affine]) -> Sym:
-        return Sym(v.name, v.kind, v.lo.subs(m), v.hi.subs(m))
-
-    def go(n: Node, m: Mapping[Sym, Affine]) -> Node:
-        if not (_mentions(n) & m.keys()):
-            return n
-        key = (n, tuple(sorted(((k.sort_key(), str(v)) for k, v in m.items()))))
-        if key in cache:
-            return cache[key]
-        if n.op is Op.AFFINE:
-            out = affine(n.arg.subs(m))
-        elif n.op in (Op.SUM, Op.STACK):
-            v: Sym = n.arg
-            inner = {k: e for k, e in m.items() if k != v}
-            captured = any(v.name == u.name for e in inner.values() for u in e.vars)
-            new_v = sub_sym(v, inner)
-            if captured:
-                new_v = Sym(v.name + "'", "var", new_v.lo, new_v.hi)
-            if new_v != v:
-                inner[v] = Affine.of(new_v)
-            out = node(n.op, (go(n.src[0], inner) if inner else n.src[0],), new_v)
-        else:
-            src = tuple(go(s, m) for s in n.src)
-            out = n if all(a is b for a, b in zip(src, n.src)) else node(n.op, src, n.arg)
-        cache[key] = out
-        return out
-
-    return go(root, dict(mapping))
-
-
-def fresh(name: str, lo: Affine | int, hi: Affine | int, avoid: Iterable[Node]) -> Sym:
-    """An index variable named `name` (primed as needed) that none of `avoid` already uses."""
-    taken = {v.name for n in avoid for v in _mentions(n)}
-    while name in taken:
-        name += "'"
-    return Sym(name, "var", Affine.of(lo), Affine.of(hi))
-
-
-def factors(n: Node) -> list[Node]:
-    """The factors of a product tree, in order."""
-    return factors(n.src[0]) + factors(n.src[1]) if n.op is Op.MUL else [n]
-
-
-def product(parts: list[Node]) -> Node:
-    out = parts[0]
-    for p in parts[1:]:
-        out = node(Op.MUL, (out, p))
-    return out
+    def __init__(self, message: str, derivation: Derivation | None = None):
+        super().__init__(message)
+        self.derivation = derivation
 
 
 # --- rules, passes, derivations ------------------------------------------------------------------
@@ -154,12 +61,12 @@ class Pass:
     rules: tuple[Rule, ...]
     doc: str = ""
 
-    def __add__(self, other: Pass) -> Pass:
-        return Pass(f"{self.name}+{other.name}", self.rules + other.rules, self.doc)
-
 
 @dataclass(frozen=True)
 class Step:
+    """One rule application: the subterm `before` replaced by `after`, and the whole program after it. print()
+    shows `[pass / rule] before => after`; Jupyter renders it as an equation."""
+
     pass_name: str
     rule: str
     before: Node
@@ -174,9 +81,21 @@ class Step:
             after = "; ".join(show_definition(p, d) for d in definitions(self.after) if d not in known)
         return {"pass": self.pass_name, "rule": self.rule, "before": before, "after": after}
 
+    def __str__(self) -> str:
+        d = self.to_dict()
+        return f"[{self.pass_name} / {self.rule}] {d['before']} => {d['after']}"
+
+    def __repr__(self) -> str:
+        """One line: the rule, and each side cut to `width` characters (str() is never cut)."""
+        return self.line()
+
+    def line(self, width: int = 60) -> str:
+        d = self.to_dict()
+        before, after = (shorten(d[side], width=width, lines=1) for side in ("before", "after"))
+        return f"[{self.pass_name} / {self.rule}] {before} => {after}"
+
     def _repr_latex_(self) -> str:
-        from ..show.latex import step_latex
-        return step_latex(self)
+        return LATEX["step"](self)
 
 
 @dataclass
@@ -201,17 +120,31 @@ class Derivation:
         lines += ["", str(self.result)]
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        """A summary for a REPL: the passes, one line per step, the result; print() shows everything."""
+        shown = 12
+        head = (f"Derivation of {self.source.name}: {len(self.steps)} step{'' if len(self.steps) == 1 else 's'} "
+                f"({', '.join(self.passes)})")
+        lines = [head] + [f"{i:>3}. {s.line(48)}" for i, s in enumerate(self.steps[:shown], 1)]
+        if len(self.steps) > shown:
+            lines.append(f"    ... ({len(self.steps) - shown} more steps)")
+        return "\n".join([*lines, "result:", repr(self.result)])
+
     def to_json(self) -> dict:
-        from ..ir.form import ops_present
-        return {"program": self.source.name, "steps": [s.to_dict() for s in self.steps],
-                "result": str(self.result), "ops": ops_present(self.result)}
+        """The derivation as JSON trees a program can read, with the text forms (schema: docs/cli.md)."""
+        trees = Trees()
+        source = trees.program(self.source)
+        steps = [{"pass": s.pass_name, "rule": s.rule, "before": trees.node(s.before), "after": trees.node(s.after),
+                  "text": {k: v for k, v in s.to_dict().items() if k in ("before", "after")}} for s in self.steps]
+        result = trees.program(self.result)
+        return {"program": self.source.name, "passes": list(self.passes), "source": source, "steps": steps,
+                "result": result, "definitions": trees.definitions, "ops": ops_present(self.result)}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
 
     def _repr_latex_(self) -> str:
-        from ..show.sympy_bridge import derivation_latex
-        return derivation_latex(self)
+        return LATEX["derivation"](self)
 
     @cached_property
     def rules_used(self) -> list[str]:
@@ -245,7 +178,6 @@ def run_pass(program: Program, p: Pass, steps: list[Step], max_steps: int = 10_0
 
 
 def apply(program: Program, mapping: Mapping[Node, Node]) -> Program:
-    from dataclasses import replace
     early = tuple(replace(e, value=replace_nodes(e.value, mapping)) for e in program.early_returns)
     return replace(program, output=replace_nodes(program.output, mapping), early_returns=early)
 

@@ -18,7 +18,7 @@ from .simplify import SIMPLIFY
 from .sort import MASKED_SUMS, SORT
 
 DEFAULT_PIPELINE: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, SIMPLIFY, STABLE_RANKS, SIMPLIFY)
-# the seed's hand derivation: ranks without a tie-break (wrong on ties; kept to show why)
+# the hand derivation's ranks, without a tie-break (wrong on ties; kept to show why)
 SEED_PIPELINE: tuple[Pass, ...] = (SELECT, MASKED_SUMS, SORT, SIMPLIFY, DISTINCT_RANKS, SIMPLIFY)
 # the default, then one comparison per pair of keys (used by `linearize cost`; see docs/prove.md)
 SHARED_PIPELINE: tuple[Pass, ...] = (*DEFAULT_PIPELINE, SHARE, SIMPLIFY)
@@ -53,5 +53,5 @@ def linearize(program: Program, pipeline: Iterable[Pass] | None = None, *, requi
     if require:
         problems = linearized_problems(d.result)
         if problems:
-            raise LinearizeError(f"{program.name}: the result is not in linearized form: " + "; ".join(problems))
+            raise LinearizeError(f"{program.name} cannot be lowered to linearized form: " + "; ".join(problems), d)
     return d

@@ -1,10 +1,10 @@
 """Ranks -> comparisons. The stable rank counts the larger keys and, to break ties, the equal keys
-at lower indices; the seed's count of larger keys alone is a rank only when keys are distinct."""
+at lower indices; the hand derivation's count of larger keys alone is a rank only when keys are distinct."""
 
 from __future__ import annotations
 
+from ..ir import Affine, Node, Op
 from ..ir.build import define, delta, heaviside, index, sum_over
-from ..ir.nodes import Affine, Node, Op
 from .engine import Context, Pass, rule
 
 
@@ -43,5 +43,5 @@ def distinct_rank(n: Node, ctx: Context) -> Node | None:
 
 STABLE_RANKS = Pass("stable-ranks", (stable_rank,), "ranks become comparison counts with a stable tie-break")
 DISTINCT_RANKS = Pass("distinct-ranks", (distinct_rank,),
-                      "the seed's ranks: comparison counts without a tie-break (wrong when keys tie)")
+                      "the hand derivation's ranks: comparison counts without a tie-break (wrong when keys tie)")
 

@@ -3,8 +3,9 @@ complement is its tail, which a sum may visit in any order."""
 
 from __future__ import annotations
 
-from ..ir.nodes import Affine, Node, Op, affine, node
-from .engine import Context, Pass, fresh, replace_nodes, rule
+from ..ir import Affine, Node, Op, affine, node
+from ..ir.algebra import fresh, replace_nodes
+from .engine import Context, Pass, rule
 
 
 @rule("topk-gather", "gather(X, topk(key, k)) = sort_by_key(X, key, descending=True)[:k]")

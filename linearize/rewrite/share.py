@@ -6,9 +6,10 @@ n^2 + n(n - 1)/2."""
 
 from __future__ import annotations
 
+from ..ir import Affine, Node, Op, Sym, node
+from ..ir.algebra import fresh
 from ..ir.build import define, heaviside, index, stack_over
-from ..ir.nodes import Affine, Node, Op, Sym, node
-from .engine import Context, Pass, fresh, rule
+from .engine import Context, Pass, rule
 
 
 def table(key: Node, descending: bool) -> Node:

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from ..ir.nodes import Affine, Node, Op, affine, node
-from .engine import Context, Pass, factors, product, rule, substitute
+from ..ir import Affine, Node, Op, affine, node
+from ..ir.algebra import factors, product, substitute
+from .engine import Context, Pass, rule
 
 
 @rule("index-stack", "[f(r) for r in range(lo, hi)][e] = f(lo + e)")
@@ -23,7 +24,7 @@ def index_stack(n: Node, ctx: Context) -> Node | None:
 def slice_stack(n: Node, ctx: Context) -> Node | None:
     match n:
         case Node(op=Op.SLICE, src=(Node(op=Op.STACK, src=(body,), arg=r),), arg=(0, a, b)):
-            from ..ir.nodes import Sym
+            from ..ir import Sym
             r2 = Sym(r.name, "var", r.lo + a, r.lo + b)
             return node(Op.STACK, (substitute(body, {r: Affine.of(r2)}),), r2)
     return None

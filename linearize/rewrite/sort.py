@@ -3,8 +3,9 @@ sorted positions is a sum over tokens masked by rank. Both hold because stable r
 
 from __future__ import annotations
 
-from ..ir.nodes import Affine, Node, Op, affine, node
-from .engine import Context, Pass, fresh, product, replace_nodes, rule
+from ..ir import Affine, Node, Op, affine, node
+from ..ir.algebra import fresh, product, replace_nodes
+from .engine import Context, Pass, rule
 
 
 @rule("sort-to-kth", "sort_by_key(X, key) = [kth(X, key, r) for r in range(n)]")

@@ -2,23 +2,36 @@
 
 The printer mirrors printing.py op for op, so a step such as `x[1:][i] => x[i + 1]` still shows what changed
 (SymPy would print both sides as x_{i+1,c}, and would reorder terms); index arithmetic goes through SymPy's
-latex(). Notation: \\sum_{i=0}^{N-1}, H(.) for heaviside, \\delta(.) for delta, upright named definitions
-(\\mathrm{rank}_{i}), slices as x_{1{:}}, [f(r) for r in range(k)] as [f]_{r=0}^{k-1}, a cat along rows as a
-bmatrix of its blocks, data-dependent ops as \\operatorname{topk}(...), a down arrow marking descending order.
+latex(). Notation: \\sum_{i=0}^{N-1}, \\theta(.) for heaviside (not H: that is the head count), \\delta(.) for
+delta, upright named definitions (\\mathrm{rank}_{i}), slices as x_{1{:}}, [f(r) for r in range(k)] as
+[f]_{r=0}^{k-1}, a cat along rows as a bmatrix of its blocks, data-dependent ops as \\operatorname{topk}(...), a
+down arrow marking descending order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
-from ..ir.nodes import Affine, Node, Op, Sym, affine, node
+from ..ir import OPS, Affine, Node, Op, Sym, affine, node
 from ..ir.printing import Printer, definitions
 from ..ir.program import Program
 from .sympy_latex import affine_latex, name_latex
 
-if TYPE_CHECKING:
-    from ..rewrite.engine import Derivation, Step
+
+class Step(Protocol):  # a rewrite step (rewrite/engine.py), read as data: show/ does not import rewrite/
+    pass_name: str
+    rule: str
+    before: Node
+    after: Node
+
+
+class Derivation(Protocol):
+    source: Program
+    steps: Sequence[Step]
+
+    @property
+    def result(self) -> Program: ...
 
 _OPEN, _ADD, _MUL, _NEG, _ATOM = 0, 1, 2, 3, 4
 Shown = tuple[str, int, bool]  # text, precedence, open: ends in a big operator (a sum) that extends right
@@ -55,7 +68,7 @@ class LatexPrinter:
         return self._show(n, prec, tail)[0]
 
     def _show(self, n: Node, prec: int = 0, tail: bool = True) -> Shown:
-        text, p, is_open = _RENDER[n.op](self, n)
+        text, p, is_open = OPS[n.op].latex(self, n)
         if p < prec or (is_open and not tail):
             return rf"\left({text}\right)", _ATOM, False
         return text, p, is_open
@@ -64,6 +77,8 @@ class LatexPrinter:
         return name_latex(self.names.name_of(d) if d.op is Op.DEF else d.arg[0])
 
     def binary(self, n: Node) -> Shown:
+        if n.op is Op.DIV:
+            return rf"\frac{{{self.show(n.src[0])}}}{{{self.show(n.src[1])}}}", _ATOM, False
         prec = {Op.ADD: _ADD, Op.SUB: _ADD, Op.MUL: _MUL}[n.op]
         left = self.show(n.src[0], prec, tail=False)
         # as printing.py: a - (b + c), and a * (b * c), whose grouping matters to floating point
@@ -113,7 +128,7 @@ class LatexPrinter:
         if base.op in (Op.INPUT, Op.DEF):
             return self.name(base) + sub, _ATOM, False
         inner = self.show(base)
-        if base.op in _CALLS or base.op in (Op.HEAVISIDE, Op.DELTA):
+        if OPS[base.op].kind in ("selection", "step"):
             return inner + sub, _ATOM, False
         return rf"\left({inner}\right){sub}", _ATOM, False
 
@@ -136,8 +151,9 @@ class LatexPrinter:
         rows = [self.show(s.src[0]) if _is_row(s) else self.show(s) for s in n.src]
         return r"\begin{bmatrix} " + r" \\ ".join(rows) + r" \end{bmatrix}", _ATOM, False
 
-    def mean(self, n: Node) -> Shown:
-        x, axis = n.src[0], n.arg
+    def reduction(self, n: Node, kind: str) -> Shown:
+        """mean: \\frac{1}{d} \\sum_{a=0}^{d-1} x_a; max: \\max_{a=0}^{d-1} x_a, over a fresh index a."""
+        x, axis = n.src[0], OPS[n.op].axis(n)
         d = x.shape[axis]
         taken = {v.name for m in x.toposort() for v in (m.free | (m.arg.vars if m.op is Op.AFFINE else set()))}
         name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const else "a"
@@ -145,13 +161,30 @@ class LatexPrinter:
             name += "'"
         v = Sym(name, "var", Affine(), d)
         body = self.show(node(Op.INDEX, (x, affine(v)), axis), _MUL)
-        return rf"\frac{{1}}{{{affine_latex(d)}}} \sum_{{{name}=0}}^{{{affine_latex(d - 1)}}} {body}", _ATOM, True
+        limits = rf"_{{{name}=0}}^{{{affine_latex(d - 1)}}}"
+        if kind == "max":
+            return rf"\max{limits} {body}", _ATOM, True
+        return rf"\frac{{1}}{{{affine_latex(d)}}} \sum{limits} {body}", _ATOM, True
 
-    def call(self, n: Node) -> Shown:
-        name = _CALLS[n.op] if n.op is not Op.KTH else ("kth\\_largest" if n.arg else "kth\\_smallest")
-        args = [self.show(s) for s in n.src] + ([affine_latex(n.arg)] if n.op in (Op.TOPK, Op.COMPLEMENT) else [])
-        arrow = r"^{\downarrow}" if n.op in (Op.ARGSORT, Op.SORT_BY_KEY, Op.RANK) and n.arg else ""
+    def call(self, name: str, n: Node, extra: Affine | None = None, descending: bool = False) -> Shown:
+        """\\operatorname{name}(operands[, extra]), a down arrow marking a descending order."""
+        args = [self.show(s) for s in n.src] + ([affine_latex(extra)] if extra is not None else [])
+        arrow = r"^{\downarrow}" if descending else ""
         return rf"\operatorname{{{name}}}{arrow}\left({', '.join(args)}\right)", _ATOM, False
+
+    def unary(self, fn: str, n: Node) -> Shown:
+        return rf"{fn}\left({self.show(n.src[0])}\right)", _ATOM, False
+
+    def negation(self, n: Node) -> Shown:
+        text, _, is_open = self._show(n.src[0], _NEG + 1, tail=True)
+        return "-" + text, _NEG, is_open
+
+    def number(self, n: Node) -> Shown:
+        text = affine_latex(Affine((), int(n.arg))) if float(n.arg).is_integer() else repr(n.arg)
+        return text, (_NEG if n.arg < 0 else _ATOM), False
+
+    def affine(self, n: Node) -> Shown:
+        return affine_latex(n.arg), _affine_prec(n.arg), False
 
     def definition(self, d: Node) -> tuple[str, str, str]:
         """(lhs, rhs, range note) of a named definition."""
@@ -161,34 +194,6 @@ class LatexPrinter:
             lhs = self.name(d) + "_{" + v.name + "}"
             return lhs, self.show(value.src[0]), rf"{affine_latex(v.lo)} \leq {v.name} < {affine_latex(v.hi)}"
         return self.name(d), self.show(value), ""
-
-
-_CALLS = {Op.ARGSORT: "argsort", Op.SORT_BY_KEY: r"sort\_by\_key", Op.RANK: r"rank\_of", Op.TOPK: "topk",
-          Op.GATHER: "gather", Op.COMPLEMENT: "complement", Op.KTH: "kth"}
-
-
-def _unary(fn: str) -> Callable[[LatexPrinter, Node], Shown]:
-    return lambda p, n: (rf"{fn}\left({p.show(n.src[0])}\right)", _ATOM, False)
-
-
-def _neg(p: LatexPrinter, n: Node) -> Shown:
-    text, _, is_open = p._show(n.src[0], _NEG + 1, tail=True)
-    return "-" + text, _NEG, is_open
-
-
-_RENDER: dict[Op, Callable[[LatexPrinter, Node], Shown]] = {
-    Op.INPUT: lambda p, n: (p.name(n), _ATOM, False),
-    Op.DEF: lambda p, n: (p.name(n), _ATOM, False),
-    Op.CONST: lambda p, n: (affine_latex(Affine((), int(n.arg))) if float(n.arg).is_integer() else repr(n.arg),
-                            _NEG if n.arg < 0 else _ATOM, False),
-    Op.AFFINE: lambda p, n: (affine_latex(n.arg), _affine_prec(n.arg), False),
-    Op.ADD: LatexPrinter.binary, Op.SUB: LatexPrinter.binary, Op.MUL: LatexPrinter.binary,
-    Op.DIV: lambda p, n: (rf"\frac{{{p.show(n.src[0])}}}{{{p.show(n.src[1])}}}", _ATOM, False),
-    Op.NEG: _neg, Op.HEAVISIDE: _unary("H"), Op.DELTA: _unary(r"\delta"),
-    Op.INDEX: LatexPrinter.items, Op.SLICE: LatexPrinter.items,
-    Op.CAT: LatexPrinter.cat, Op.SUM: LatexPrinter.sum, Op.STACK: LatexPrinter.stack, Op.MEAN: LatexPrinter.mean,
-    **{op: LatexPrinter.call for op in _CALLS},
-}
 
 
 def node_latex(n: Node, printer: LatexPrinter | None = None) -> str:

@@ -22,7 +22,7 @@ else t, u, v, w, never a name the node already uses. In detail:
 
 `SympyForm.evaluate(values)` substitutes sizes and input arrays (one instance, no batch axis), expands the sums
 with `.doit()`, and returns the node's values as a numpy array; `sympy_latex(expr)` (sympy_latex.py) prints a
-SymPy expression with H(.) for Heaviside, delta(a - b) for KroneckerDelta and upright multi-letter names.
+SymPy expression with \\theta(.) for Heaviside, delta(a - b) for KroneckerDelta and upright multi-letter names.
 """
 
 from __future__ import annotations
@@ -35,16 +35,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sympy as sp
 
-from ..ir.nodes import DATA_DEPENDENT, Affine, Node, Op, Sym
+from ..ir import OPS, Affine, Node, Op, Sym
 from ..ir.printing import Printer
 from ..ir.program import Program
 from .sympy_latex import sympy_latex
 
 if TYPE_CHECKING:
-    from ..rewrite.engine import Derivation
+    pass
 
-_FUNCTIONS = {Op.ARGSORT: "argsort", Op.SORT_BY_KEY: "sort_by_key", Op.RANK: "rank_of", Op.TOPK: "topk",
-              Op.GATHER: "gather", Op.COMPLEMENT: "complement"}
+
+
+class MaxOver(sp.Function):
+    """max over s in [0, hi] of f(s), f a Lambda: stays symbolic until hi is a number, then is SymPy's Max."""
+
+    @classmethod
+    def eval(cls, f: sp.Lambda, hi: sp.Expr) -> sp.Expr | None:
+        if hi.is_Integer:
+            return sp.Max(*(f(s) for s in range(int(hi) + 1)))
+        return None
 
 
 def _var(name: str) -> sp.Symbol:
@@ -200,8 +208,8 @@ class _Converter:
         """A whole tensor, as an argument of an uninterpreted function (idx: the caller's indices, to avoid)."""
         if n.op in (Op.INPUT, Op.DEF):
             return self.elem(n, (), env)
-        if n.op in DATA_DEPENDENT and n.op is not Op.KTH:
-            return self.function(n, (), env)
+        if OPS[n.op].kind == "selection" and n.op is not Op.KTH:  # a whole tensor already
+            return self.elem(n, (), env)
         if not n.shape:
             return self.elem(n, (), env)
         syms = _axis_symbols(n.shape, _var_names(n) | {s.name for e in (*idx, *env.values()) for s in e.free_symbols})
@@ -212,68 +220,77 @@ class _Converter:
         self.input_shapes[name] = self.shape(shape)
         return self.inputs.setdefault(name, self.base(name, len(shape)))
 
-    def function(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
-        if n.op is Op.KTH:
-            name = "kth_largest" if n.arg else "kth_smallest"
-        else:
-            name = _FUNCTIONS[n.op] + ("_desc" if n.op in (Op.ARGSORT, Op.SORT_BY_KEY, Op.RANK) and n.arg else "")
+    def function(self, name: str, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr],
+                 extra: Affine | None = None) -> sp.Expr:
+        """An uninterpreted function of whole tensors, then the element's indices."""
         args = [self.whole(s, idx, env) for s in n.src]
-        if n.op in (Op.TOPK, Op.COMPLEMENT):
-            args.append(self.affine(n.arg, env))
+        if extra is not None:
+            args.append(self.affine(extra, env))
         return sp.Function(name)(*args, *idx)
 
     def elem(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
-        op = n.op
-        if op is Op.INPUT:
-            return self.ref(self.input(n), idx)
-        if op is Op.DEF:
-            return self.ref(self.define(n), idx)
-        if op is Op.CONST:
-            return _number(n.arg)
-        if op is Op.AFFINE:
-            return self.affine(n.arg, env)
-        if op in (Op.ADD, Op.SUB, Op.MUL, Op.DIV):
-            a, b = (self.elem(s, self.broadcast(s, n, idx), env) for s in n.src)
-            return {Op.ADD: lambda: a + b, Op.SUB: lambda: a - b, Op.MUL: lambda: a * b, Op.DIV: lambda: a / b}[op]()
-        if op is Op.NEG:
-            return -self.elem(n.src[0], idx, env)
-        if op is Op.HEAVISIDE:
-            return sp.Heaviside(self.elem(n.src[0], idx, env), 0)
-        if op is Op.DELTA:
-            x = n.src[0]
-            if x.op is Op.SUB:
-                return sp.KroneckerDelta(*(self.elem(s, self.broadcast(s, x, idx), env) for s in x.src))
-            return sp.KroneckerDelta(self.elem(x, idx, env), 0)
-        if op is Op.INDEX:
-            axis = n.arg
-            return self.elem(n.src[0], (*idx[:axis], self.affine(n.src[1].arg, env), *idx[axis:]), env)
-        if op is Op.SLICE:
-            axis, start, _ = n.arg
-            return self.elem(n.src[0], (*idx[:axis], idx[axis] + self.affine(start, env), *idx[axis + 1:]), env)
-        if op is Op.CAT:
-            axis, offset, pieces = n.arg, sp.Integer(0), []
-            for part in n.src:
-                size = self.affine(part.shape[axis], env)
-                at = (*idx[:axis], idx[axis] - offset, *idx[axis + 1:])
-                pieces.append((self.elem(part, at, env), sp.Lt(idx[axis], offset + size)))
-                offset = offset + size
-            return sp.Piecewise(*pieces[:-1], (pieces[-1][0], True))
-        if op is Op.SUM:
-            v: Sym = n.arg
-            s = self.fresh(v.name, idx, env)
-            body = self.elem(n.src[0], idx, {**env, v: s})
-            return sp.Sum(body, (s, self.affine(v.lo, env), self.affine(v.hi, env) - 1))
-        if op is Op.STACK:
-            v = n.arg
-            return self.elem(n.src[0], idx[1:], {**env, v: self.affine(v.lo, env) + idx[0]})
-        if op is Op.MEAN:
-            axis, x = n.arg, n.src[0]
-            d = x.shape[axis]
-            size = self.affine(d, env)
-            name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const else "a"
-            s = self.fresh(name, idx, env)
-            return sp.Sum(self.elem(x, (*idx[:axis], s, *idx[axis:]), env), (s, 0, size - 1)) / size
-        return self.function(n, idx, env)
+        return OPS[n.op].sympy(self, n, idx, env)
+
+    # --- the pieces the op table's `sympy` facets use ---------------------------------------------------------
+    sp = sp
+
+    def input_ref(self, n: Node, idx: tuple[sp.Expr, ...]) -> sp.Expr:
+        return self.ref(self.input(n), idx)
+
+    def define_ref(self, n: Node, idx: tuple[sp.Expr, ...]) -> sp.Expr:
+        return self.ref(self.define(n), idx)
+
+    def number(self, v: float) -> sp.Expr:
+        return _number(v)
+
+    def binary(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr], fn: Any) -> sp.Expr:
+        a, b = (self.elem(s, self.broadcast(s, n, idx), env) for s in n.src)
+        return fn(a, b)
+
+    def delta(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
+        x = n.src[0]
+        if x.op is Op.SUB:
+            return sp.KroneckerDelta(*(self.elem(s, self.broadcast(s, x, idx), env) for s in x.src))
+        return sp.KroneckerDelta(self.elem(x, idx, env), 0)
+
+    def index(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
+        axis = n.arg
+        return self.elem(n.src[0], (*idx[:axis], self.affine(n.src[1].arg, env), *idx[axis:]), env)
+
+    def slice(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
+        axis, start, _ = n.arg
+        return self.elem(n.src[0], (*idx[:axis], idx[axis] + self.affine(start, env), *idx[axis + 1:]), env)
+
+    def cat(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
+        axis, offset, pieces = n.arg, sp.Integer(0), []
+        for part in n.src:
+            size = self.affine(part.shape[axis], env)
+            at = (*idx[:axis], idx[axis] - offset, *idx[axis + 1:])
+            pieces.append((self.elem(part, at, env), sp.Lt(idx[axis], offset + size)))
+            offset = offset + size
+        return sp.Piecewise(*pieces[:-1], (pieces[-1][0], True))
+
+    def sum(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
+        v: Sym = n.arg
+        s = self.fresh(v.name, idx, env)
+        body = self.elem(n.src[0], idx, {**env, v: s})
+        return sp.Sum(body, (s, self.affine(v.lo, env), self.affine(v.hi, env) - 1))
+
+    def stack(self, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
+        v = n.arg
+        return self.elem(n.src[0], idx[1:], {**env, v: self.affine(v.lo, env) + idx[0]})
+
+    def reduce(self, kind: str, n: Node, idx: tuple[sp.Expr, ...], env: Mapping[Sym, sp.Expr]) -> sp.Expr:
+        """mean: a Sum over a fresh index divided by the length; max: MaxOver, expanded once the length is known."""
+        axis, x = OPS[n.op].axis(n), n.src[0]
+        d = x.shape[axis]
+        size = self.affine(d, env)
+        name = d.terms[0][0].name.lower() if len(d.terms) == 1 and not d.const else "a"
+        s = self.fresh(name, idx, env)
+        body = self.elem(x, (*idx[:axis], s, *idx[axis:]), env)
+        if kind == "max":
+            return MaxOver(sp.Lambda(s, body), size - 1)
+        return sp.Sum(body, (s, 0, size - 1)) / size
 
     def broadcast(self, operand: Node, n: Node, idx: tuple[sp.Expr, ...]) -> tuple[sp.Expr, ...]:
         off = len(n.shape) - len(operand.shape)
@@ -302,15 +319,3 @@ def to_sympy(expr: Node | Program, indices: tuple[str, ...] | None = None) -> Sy
             cv.input(n)
     return SympyForm(out, idx, cv.shape(root.shape), cv.defs, cv.sizes, cv.inputs, cv.input_shapes,
                      tuple(early), cv.def_shapes)
-
-
-def derivation_latex(d: Derivation) -> str:
-    """The derivation as an aligned chain of equations, each labelled with its rule, then the result program."""
-    from .latex import derivation_latex as render
-    return render(d)
-
-
-def program_latex(p: Program) -> str:
-    """A program's signature, definitions and output as LaTeX."""
-    from .latex import program_latex as render
-    return render(p)

@@ -1,6 +1,7 @@
-"""SymPy expressions as LaTeX in this package's notation: H(.) for Heaviside, delta(.) for KroneckerDelta,
-upright multi-letter names, data-dependent functions as \\operatorname{topk}(...) with a down arrow for
-descending order. latex.py prints programs and derivations with these pieces; sympy_bridge.py prints forms.
+"""SymPy expressions as LaTeX in this package's notation: \\theta(.) for Heaviside (H is the head count),
+delta(.) for KroneckerDelta, upright multi-letter names, data-dependent functions as \\operatorname{topk}(...)
+with a down arrow for descending order. latex.py prints programs and derivations with these pieces;
+sympy_bridge.py prints forms.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..ir.nodes import Affine
+from ..ir import Affine
 
 
 def name_latex(name: str) -> str:
@@ -25,7 +26,7 @@ def _power(tex: str, exp: str | None) -> str:
 
 class _Latex(LatexPrinter):
     def _print_Heaviside(self, expr: sp.Heaviside, exp: str | None = None) -> str:
-        return _power(rf"H\left({self._print(expr.args[0])}\right)", exp)
+        return _power(rf"\theta\left({self._print(expr.args[0])}\right)", exp)
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta, exp: str | None = None) -> str:
         a, b = expr.args
@@ -49,7 +50,7 @@ class _Latex(LatexPrinter):
 
 
 def sympy_latex(expr: sp.Basic) -> str:
-    """LaTeX for a SymPy expression in this package's notation: H(.), delta(.), upright names."""
+    """LaTeX for a SymPy expression in this package's notation: \\theta(.), \\delta(.), upright names."""
     return _Latex({"mul_symbol": None}).doprint(expr)
 
 

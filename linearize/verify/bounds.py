@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..eval.compiled import Compiled
+from ..ir import Affine, InputError, Node, Program
 from ..ir.form import is_linearized
-from ..ir.nodes import Affine, Node
-from ..ir.program import InputError, Program
 from .intervals import IntervalEvaluation
 from .kernels import get_kernels
 from .selection import STRUCTURAL_RULES, match_rank, match_ranked_sum, match_selected_row

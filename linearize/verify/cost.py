@@ -25,9 +25,9 @@ from typing import Any
 
 import sympy as sp
 
-from ..ir.nodes import DATA_DEPENDENT, Affine, Node, Op, Sym
+from ..ir import OPS, Affine, Node, Op, Sym, bound
+from ..ir.algebra import nonneg
 from ..ir.program import Program
-from ..rewrite.engine import nonneg
 
 COUNTS = ("comparisons", "rank_tests", "multiplications", "additions")
 
@@ -60,6 +60,26 @@ class _Counter:
         self.program = program
         self.sizes: dict[str, sp.Symbol] = {}
         self.vars: dict[Sym, sp.Symbol] = {}
+        self.users: dict[Node, list[Node]] = defaultdict(list)
+        self.data: set[Node] = set()  # nodes that depend on an input
+        self.integer: dict[Node, bool] = {}  # nodes whose every value is an integer (a count, an index)
+
+    # --- what the op table's `cost` facets ask ---------------------------------------------------------------
+    def comparison_kind(self, n: Node) -> str:
+        """A step of a data value is a comparison; of an integer count (a rank) against an index, a rank test."""
+        return "rank_tests" if self.integer[n.src[0]] else "comparisons"
+
+    def only_compared(self, n: Node) -> bool:
+        return all(OPS[u.op].kind == "step" for u in self.users[n])
+
+    def sum_additions(self, n: Node) -> sp.Expr:
+        """A sum of L terms is L - 1 additions at each point where its range is not empty."""
+        terms = self.points(self.ranges(n.free | {n.arg}))
+        return (terms - self.nonempty(n)) * self.elements(n)
+
+    def length(self, n: Node) -> sp.Expr:
+        """The length of the axis a reduction reduces."""
+        return self.expr(n.src[0].shape[OPS[n.op].axis(n)])
 
     def sym(self, s: Sym) -> sp.Symbol:
         if s.kind == "size":
@@ -69,18 +89,8 @@ class _Counter:
     def expr(self, a: Affine) -> sp.Expr:
         return sp.Integer(a.const) + sum((c * self.sym(s) for s, c in a.terms), sp.Integer(0))
 
-    def widest(self, a: Affine, keep: frozenset[Sym], upper: bool) -> Affine:
-        """a with the index variables outside `keep` replaced by their extreme values (innermost first)."""
-        for _ in range(64):
-            out = sorted(a.vars - keep, key=Sym.sort_key)
-            if not out:
-                return a
-            inner = next(v for v in out if not any(v in (w.lo.vars | w.hi.vars) for w in out if w != v))
-            a = a.subs({inner: inner.hi - 1 if (a.coeff(inner) > 0) == upper else inner.lo})
-        raise ValueError(f"cyclic index ranges in {a}")
-
     def ranges(self, free: frozenset[Sym]) -> dict[Sym, tuple[Affine, Affine]]:
-        return {v: (self.widest(v.lo, free, False), self.widest(v.hi, free, True)) for v in free}
+        return {v: (bound(v.lo, False, free), bound(v.hi, True, free)) for v in free}
 
     def points(self, ranges: dict[Sym, tuple[Affine, Affine]]) -> sp.Expr:
         """The number of points of nested ranges (each range may use the others', outermost first)."""
@@ -171,39 +181,24 @@ def _reachable(root: Node, leaf: Node) -> list[Node]:
 
 
 def cost(program: Program) -> Cost:
-    """The counts of a linearized program (see the module docstring for what counts as what)."""
+    """The counts of a linearized program (see the module docstring): each node's `cost` facet in the op table."""
     nodes = program.output.toposort()
-    bad = [n for n in nodes if n.op in DATA_DEPENDENT]
+    bad = [n for n in nodes if OPS[n.op].cost is None]
     if bad:
-        raise CostError(f"{program.name} is not linearized ({bad[0].op.name.lower()} remains): count linearize(...)")
+        raise CostError(f"{program.name} is not linearized ({OPS[bad[0].op].name} remains): count linearize(...)")
     c = _Counter(program)
-    users: dict[Node, list[Node]] = defaultdict(list)
-    data, integer = set(), {}
     for n in nodes:
         for s in n.src:
-            users[s].append(n)
-        if n.op is Op.INPUT or any(s in data for s in n.src):
-            data.add(n)
-        integer[n] = (n.op in (Op.AFFINE, Op.HEAVISIDE, Op.DELTA) or (n.op is Op.CONST and float(n.arg).is_integer())
-                      or (n.op not in (Op.INPUT, Op.CONST, Op.MEAN, Op.DIV) and all(integer[s] for s in n.src)))
-    demand = _demands(c, nodes, users)
+            c.users[s].append(n)
+        if n.op is Op.INPUT or any(s in c.data for s in n.src):
+            c.data.add(n)
+        c.integer[n] = OPS[n.op].integral(n, [c.integer[s] for s in n.src])
+    demand = _demands(c, nodes, c.users)
     counts = dict.fromkeys(COUNTS, sp.Integer(0))
-    for n in (n for n in nodes if n in data):
+    for n in (n for n in nodes if n in c.data):
         each = demand.get(n) if n in demand else c.points(c.ranges(n.free))
-        each = each * c.elements(n)
-        if n.op in (Op.HEAVISIDE, Op.DELTA):
-            counts["rank_tests" if integer[n.src[0]] else "comparisons"] += each
-        elif n.op in (Op.MUL, Op.DIV):
-            counts["multiplications"] += each
-        elif n.op in (Op.ADD, Op.SUB) and not all(u.op in (Op.HEAVISIDE, Op.DELTA) for u in users[n]):
-            counts["additions"] += each
-        elif n.op is Op.SUM:
-            terms = c.points(c.ranges(n.free | {n.arg}))
-            counts["additions"] += (terms - c.nonempty(n)) * c.elements(n)
-        elif n.op is Op.MEAN:
-            length = c.expr(n.src[0].shape[n.arg])
-            counts["additions"] += each * (length - 1)
-            counts["multiplications"] += each
+        for name, amount in OPS[n.op].cost(c, n, each * c.elements(n)).items():
+            counts[name] += amount
     return Cost(program.name, {k: sp.factor(sp.expand(v)) for k, v in counts.items()}, c.sizes)
 
 

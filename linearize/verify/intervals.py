@@ -3,8 +3,8 @@ evaluator (eval/generic.py): arrays of shape (batch, *one axis per free index va
 
 The rule for each op is in one table, `INTERVAL_RULES` (as in JAX's autodidax: `impl_rules[add_p] = ...`). The
 ops that select by data (topk, gather, sort, ...) have no interval rule: `LINEARIZE_FIRST` lists them, and a
-program that still holds one is refused with its name. Structural ops (index, slice, cat, sum, stack, mean,
-definitions) are monotone: their bounds are the generic evaluator run on the lower and on the upper values.
+program that still holds one is refused with its name. Structural ops (index, slice, cat, sum, stack, mean, amax,
+definitions) are monotone: their bounds are the same op (layout.py) on the lower and on the upper values.
 
 Tighter rules that use what the derivation knows (ranks are a permutation) live in selection.py and are
 tried on each node first; `naive=True` leaves them out (every undecided heaviside/delta is then [0, 1]).
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..eval.backends import Backend
-from ..eval.generic import _STRUCTURAL, Evaluation, Val
-from ..ir.nodes import IRError, Node, Op, Sym, describe
+from ..ir import IRError, Node, Op, Sym
+from ..ir.nodes import describe
 from .kernels import Kernels
+from .layout import Layout, Val
 
 
 @dataclass
@@ -48,9 +49,8 @@ class IntervalEvaluation:
     def __init__(self, backend: Backend, kernels: Kernels, env: Mapping[Sym, int], lower: Mapping[str, Any],
                  upper: Mapping[str, Any], dtype: Any, *, rules: Sequence[StructuralRule] = (), ties: str = "any"):
         self.xp, self.k, self.env, self.dtype = backend, kernels, dict(env), dtype
-        self.lo_ev = Evaluation(backend, env, lower, dtype)
-        self.hi_ev = Evaluation(backend, env, upper, dtype)
-        self.hi_ev.extents = self.lo_ev.extents
+        self.layout = Layout(backend, env)
+        self.lower, self.upper = lower, upper
         self.memo: dict[Node, Box] = {}
         self.rules, self.ties = tuple(rules), ties
         self.ranks: dict[Node, Any] = {}  # rank definitions the rank rule bounded, with their integer intervals
@@ -64,7 +64,6 @@ class IntervalEvaluation:
 
     def store(self, n: Node, b: Box) -> None:
         self.memo[n] = b
-        self.lo_ev.memo[n], self.hi_ev.memo[n] = Val(b.lo, b.axes), Val(b.hi, b.axes)
 
     def compute(self, n: Node) -> Box:
         for rule in self.rules:
@@ -93,7 +92,7 @@ class IntervalEvaluation:
         """The operands' boxes reshaped to broadcast together (exactness kept)."""
         boxes = [self.operand(s) for s in srcs]
         vals = [Val(a, b.axes) for b in boxes for a in (b.lo, b.hi)]
-        arrays, axes = self.lo_ev.align(vals)
+        arrays, axes = self.layout.align(vals)
         out = []
         for pos, b in enumerate(boxes):
             lo = arrays[2 * pos]
@@ -194,37 +193,35 @@ def _delta(iv: IntervalEvaluation, n: Node) -> Box:
     return Box(iv.as_dtype((a.lo == 0) & (a.hi == 0)), iv.as_dtype((a.lo <= 0) & (a.hi >= 0)), a.axes)
 
 
-def _monotone(op: Op) -> Callable[[IntervalEvaluation, Node], Box]:
-    """Ops that only select, move, add up or average values: the generic evaluator on each bound."""
-    generic = _STRUCTURAL[op]
-
+def _monotone(apply: Callable[[Layout, Node, list[Val]], Val]) -> Callable[[IntervalEvaluation, Node], Box]:
+    """Ops that only select, move, add up, average or take the largest of values: the op on each bound."""
     def rule(iv: IntervalEvaluation, n: Node) -> Box:
         srcs = [iv.memo[s] for s in n.src]
-        lo = generic(iv.lo_ev, n)
-        hi = lo if all(s.exact for s in srcs) else generic(iv.hi_ev, n)
+        lo = apply(iv.layout, n, [Val(s.lo, s.axes) for s in srcs])
+        hi = lo if all(s.exact for s in srcs) else apply(iv.layout, n, [Val(s.hi, s.axes) for s in srcs])
         return Box(lo.data, hi.data, lo.axes, all(s.finite for s in srcs))
-    rule.__doc__ = f"{op.name.lower()} is monotone in its operands: the generic rule on lower and upper values"
-    return rule
-
-
-def _exact(op: Op) -> Callable[[IntervalEvaluation, Node], Box]:
-    generic = _STRUCTURAL[op]
-
-    def rule(iv: IntervalEvaluation, n: Node) -> Box:
-        v = generic(iv.lo_ev, n)
-        return Box(v.data, v.data, v.axes)
     return rule
 
 
 def _input(iv: IntervalEvaluation, n: Node) -> Box:
     name = n.arg[0]
-    return Box(iv.lo_ev.inputs[name], iv.hi_ev.inputs[name], ())
+    return Box(iv.lower[name], iv.upper[name], ())
+
+
+def _const(iv: IntervalEvaluation, n: Node) -> Box:
+    v = iv.xp.asarray([n.arg], iv.dtype)
+    return Box(v, v, ())
+
+
+def _affine(iv: IntervalEvaluation, n: Node) -> Box:
+    v = iv.layout.affine(n.arg)
+    return Box(v.data, v.data, v.axes)
 
 
 INTERVAL_RULES: dict[Op, Callable[[IntervalEvaluation, Node], Box]] = {
     Op.INPUT: _input,
-    Op.CONST: _exact(Op.CONST),
-    Op.AFFINE: _exact(Op.AFFINE),
+    Op.CONST: _const,
+    Op.AFFINE: _affine,
     Op.ADD: _add,
     Op.SUB: _sub,
     Op.MUL: _mul,
@@ -232,13 +229,14 @@ INTERVAL_RULES: dict[Op, Callable[[IntervalEvaluation, Node], Box]] = {
     Op.NEG: _neg,
     Op.HEAVISIDE: _heaviside,
     Op.DELTA: _delta,
-    Op.INDEX: _monotone(Op.INDEX),
-    Op.SLICE: _monotone(Op.SLICE),
-    Op.CAT: _monotone(Op.CAT),
-    Op.SUM: _monotone(Op.SUM),
-    Op.STACK: _monotone(Op.STACK),
-    Op.DEF: _monotone(Op.DEF),
-    Op.MEAN: _monotone(Op.MEAN),
+    Op.INDEX: _monotone(lambda lay, n, v: lay.index(n, v[0])),
+    Op.SLICE: _monotone(lambda lay, n, v: lay.slice(n, v[0])),
+    Op.CAT: _monotone(lambda lay, n, v: lay.cat(n, v)),
+    Op.SUM: _monotone(lambda lay, n, v: lay.binder(n, v[0])),
+    Op.STACK: _monotone(lambda lay, n, v: lay.binder(n, v[0])),
+    Op.DEF: _monotone(lambda lay, n, v: v[0]),
+    Op.MEAN: _monotone(lambda lay, n, v: lay.reduce(n, v[0])),
+    Op.AMAX: _monotone(lambda lay, n, v: lay.reduce(n, v[0])),
 }
 
 # ops that select by data: no interval rule; a program must be linearized before its bounds are taken

@@ -18,7 +18,10 @@ from torch import Tensor
 
 from ..ir.program import keep_rate_to_k  # the official conversion, shared with the CLI (which must not import torch)
 
-__all__ = ["REFERENCES", "complement_idx", "evit", "evit_stable", "keep_rate_to_k", "topk", "topk_stable"]
+__all__ = ["DYNAMICVIT_REFERENCES", "POMT_REFERENCES", "REFERENCES", "TOME_REFERENCES", "complement_idx",
+           "dynamicvit", "dynamicvit_keep", "dynamicvit_ordered", "dynamicvit_ordered_stable", "dynamicvit_stable",
+           "evit", "evit_stable", "keep_rate_to_k", "pomt", "pomt_metric", "pomt_per_image", "pomt_stable", "tome",
+           "tome_r", "tome_stable", "topk", "topk_stable"]
 
 
 def complement_idx(idx: Tensor, dim: int) -> Tensor:
@@ -131,3 +134,16 @@ REFERENCES: dict[str, dict[str, Callable[[Tensor, Tensor, int], Tensor]]] = {
     "evit": {"official": evit, "stable": evit_stable},
     "topk": {"official": topk, "stable": topk_stable},
 }
+
+# the methods with other inputs than x, attn and k: ToMe (x, metric, size, r), POMT (x, attn, v, r), DynamicViT
+# (x, score, k); their modules say what each variant is for (docs/semantics.md, "More methods")
+from .reference_dynamicvit import (  # noqa: E402
+    DYNAMICVIT_REFERENCES,
+    dynamicvit,
+    dynamicvit_keep,
+    dynamicvit_ordered,
+    dynamicvit_ordered_stable,
+    dynamicvit_stable,
+)
+from .reference_pomt import POMT_REFERENCES, pomt, pomt_metric, pomt_per_image, pomt_stable  # noqa: E402
+from .reference_tome import TOME_REFERENCES, tome, tome_r, tome_stable  # noqa: E402

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..ir.nodes import Affine, Node, Op, Sym
-from ..rewrite.engine import factors, product
+from ..ir import Affine, Node, Op, Sym
+from ..ir.algebra import factors, product
 from .hull import covering_hull
 from .intervals import Box, IntervalEvaluation, interval_mul
 
@@ -194,7 +194,7 @@ def selected_row_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
         return None
     r_lo, r_hi = ranks
     n_tok = r_lo.shape[1]
-    ev = iv.lo_ev.affine(m.test.e)
+    ev = iv.layout.affine(m.test.e)
     e_shape, axes = tuple(ev.data.shape[1:]), ev.axes
     e = ev.data.reshape(-1)
     if not m.rest:  # sum<i>(delta(rank[i] - e)) is exactly 1 when e is a rank, else 0
