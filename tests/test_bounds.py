@@ -439,3 +439,13 @@ def test_every_bound_rule_is_documented_with_its_math():
     bounds_section = text[text.index("## Bounds"):]
     for rule in STRUCTURAL_RULES:
         assert f"### {rule.name}\n`{rule.math}`" in bounds_section, rule.name
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("B, C", [(0, 4), (2, 0), (0, 0)])
+def test_an_empty_batch_or_no_channels_gives_empty_bounds(backend, B, C):
+    x, attn = np.ones((B, 9, C)), np.ones((B, 3, 9, 9))
+    want = L.compile(linearized("evit"))(x=x, attn=attn, k=5)
+    b = run_bounds("evit", {"x": x - 0.1, "attn": attn - 0.1}, {"x": x + 0.1, "attn": attn + 0.1}, 5, backend)
+    assert b.lower.shape == b.upper.shape == want.shape and b.rank_lower.shape == (B, 8)
+    assert b.summary()["mean_width"] == 0.0

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import UsageError
     from ..ir.program import InputError, keep_rate_to_k
     from ..programs import get
-    from ..verify.bounds import DROPPED, KEPT, UNDECIDED, bounds
+    from ..verify.bounds import bounds
     from .eval import load_npz
 
     prog = get(args.program)
@@ -77,14 +77,11 @@ def run(args: argparse.Namespace) -> int:
     b = bounds(prog, lower, upper, k=k, backend=args.backend, ties=args.ties, naive=args.naive, **exact)
     seconds = time.perf_counter() - start
     lo, hi = (a.numpy() if hasattr(a, "numpy") else np.asarray(a) for a in (b.lower, b.upper))
-    width = hi - lo
-    status = b.status
+    status, counts = b.status, b.summary()
     summary: dict[str, Any] = {
         "program": prog.name, "k": k, "eps": eps, "ties": args.ties, "naive": args.naive, "shape": list(lo.shape),
-        "mean_width": float(width.mean()), "max_width": float(width.max()),
-        "kept": None if status is None else int((status == KEPT).sum()),
-        "dropped": None if status is None else int((status == DROPPED).sum()),
-        "undecided": None if status is None else int((status == UNDECIDED).sum()),
+        "mean_width": counts["mean_width"], "max_width": counts["max_width"],
+        "kept": counts.get("kept"), "dropped": counts.get("dropped"), "undecided": counts.get("undecided"),
         "out": args.out, "seconds": round(seconds, 3)}
     if args.out:
         saved = {"lower": lo, "upper": hi}

@@ -243,7 +243,7 @@ def ranked_sum_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     order = xp.argsort(xp.to_dtype(forced, xp.int_dtype) + 2 * xp.to_dtype(out, xp.int_dtype), False)
     undecided = n_tok - out.sum(-1) - forced.sum(-1)  # [B]
     inside = n_tok - out.sum(-1)
-    width, spread = int(inside.max()), int(undecided.max())
+    width, spread = (int(a.max()) if B else 0 for a in (inside, undecided))  # B = 0: an empty batch
     order = order[:, :width]
     pos = k.arange(width)[None, :]
     terms = None
