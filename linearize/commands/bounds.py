@@ -23,15 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "status")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--ties", choices=("any", "stable"), default="any",
-                        help="bound every order of tied scores (default, as torch.topk may order them) or only the "
-                             "stable one")
+                        help="bound every order of tied scores, as torch.topk may order them, or only the stable "
+                             "one (default: any)")
     parser.add_argument("--naive", action="store_true",
                         help="plain interval propagation, every undecided heaviside/delta as [0, 1] (for comparison)")
-    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy")
+    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
+                        help="the array library that computes the bounds (default: numpy)")
 
 
 def _eps(args: argparse.Namespace, name: str) -> float:
-    from ..cli import UsageError
+    from . import UsageError
     own = {"x": args.eps_x, "attn": args.eps_attn}.get(name)
     eps = own if own is not None else args.eps
     if eps is None:
@@ -45,10 +46,10 @@ def _eps(args: argparse.Namespace, name: str) -> float:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..cli import UsageError
     from ..ir.program import InputError, keep_rate_to_k
     from ..programs import get
     from ..verify.bounds import bounds
+    from . import UsageError
     from .eval import load_npz
 
     prog = get(args.program)
