@@ -104,6 +104,15 @@ class Run:
             self.counts["additions"] += (a.shape[n.arg] - 1) * np.size(out)
             self.counts["multiplications"] += np.size(out)
             return out
+        if n.op is Op.AMAX:  # one comparison per value after the first
+            a = src(0)
+            out = a.max(axis=n.arg)
+            self.counts["comparisons"] += (a.shape[n.arg] - 1) * np.size(out) * counted
+            return out
+        if n.op is Op.EXP:
+            out = np.exp(src(0))
+            self.counts["exponentials"] += np.size(out) * counted
+            return out
         raise AssertionError(f"unexpected op {n.op}")
 
 
@@ -120,17 +129,25 @@ def form(name: str, i: int | None):
     return get(name) if i is None else L.linearize(get(name), FORMS[name][i]).result
 
 
-@pytest.mark.parametrize("name,i", CASES)
+METHODS = ["pomt", "dynamicvit", "dynamicvit-ordered"]  # their own inputs (v, score) and sizes (r, D)
+
+
+@pytest.mark.parametrize("name,i", CASES + [(m, p) for m in METHODS for p in (0, 1)])
 def test_formulas_equal_counts_taken_by_running(name, i):
-    prog = form(name, i)
+    prog = form(name, i) if name not in METHODS else L.linearize(get(name), FORMS["evit"][i]).result
     formulas = cost(prog)
     rng = np.random.default_rng(0)
     for n, k, c, h in [(t, k, c, h) for t in range(2, 7) for k in range(1, t) for c, h in ((1, 1), (2, 3))]:
-        inputs = {"x": rng.normal(size=(n + 1, c)), "attn": rng.random((h, n + 1, n + 1))}
-        run = Run(prog, {"N": n, "k": k, "C": c, "H": h}, inputs)
+        values = {"N": n, "k": k, "C": c, "H": h, "D": 2, "r": k - 1}  # POMT's r: 0 .. N - 2, its main branch
+        env = {s: values[s.name] for t in prog.inputs for d in t.arg[1] for s in d.syms}
+        inputs = {t.arg[0]: rng.random(tuple(d.value(env) for d in t.arg[1])) for t in prog.inputs}
+        if prog.active_root({c.size: values[c.size.name] for c in prog.constraints} | env) is not prog.output:
+            continue  # POMT's r == 0 or N - 1 - r <= 1: an early return, nothing is counted
+        run = Run(prog, values, inputs)
         out = run.at(prog.output, {})
-        assert np.allclose(out, L.compile(prog)(x=inputs["x"][None], attn=inputs["attn"][None], k=k)[0])
-        counts = formulas.at(N=n, k=k, C=c, H=h)
+        given = {name: values[name] for name in prog.given_sizes}
+        assert np.allclose(out, L.compile(prog)(**{a: v[None] for a, v in inputs.items()}, **given)[0])
+        counts = formulas.at(**values)
         assert {key: counts[key] for key in COUNTS} == {key: run.counts[key] for key in COUNTS}, (n, k, c, h)
 
 

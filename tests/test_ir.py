@@ -274,3 +274,23 @@ def test_printing_uses_named_definitions_and_the_seed_notation():
     # two different definitions with one name print with distinct names
     twice = str(program("twice", [v], define("s", v[0]) * define("s", v[1])))
     assert re.search(r"^    s = v\[0\]$", twice, re.M) and re.search(r"^    s_2 = v\[1\]$", twice, re.M)
+
+
+def test_an_early_return_may_be_an_inequality():
+    """POMT's `if r == 0 or N - 1 - r <= 1: return x`: the first condition that holds returns its value, else the
+    output; the condition prints, renders and converts with its relation."""
+    from linearize.show.latex import program_latex
+    from linearize.show.sympy_bridge import to_sympy
+    s = L.size("s")
+    p = program("drop", [x], x[:N + 1 - s], sizes={s: (0, N)},
+                early_returns=[(s, 0, x[1:N + 1]), (N - 1 - s, "<=", 1, x)])
+    assert [ln.strip() for ln in str(p).splitlines()[1:3]] == ["if s == 0: return x[1:]", "if N - s - 1 <= 1: return x"]
+    assert r"\le" in program_latex(p)
+    rows = np.arange(7.0 * 2).reshape(1, 7, 2)  # N = 6
+    for size, want in [(0, rows[:, 1:]), (1, rows[:, :6]), (3, rows[:, :4]), (4, rows), (6, rows)]:
+        np.testing.assert_array_equal(L.compile(p)(x=rows, s=size), want, err_msg=f"s = {size}")
+        np.testing.assert_array_equal(to_sympy(p).evaluate({"x": rows[0], "s": size}), want[0])
+    with pytest.raises(IRError, match="lhs <= rhs"):
+        program("bad", [x], x, sizes={k: (1, N)}, early_returns=[(k, "<", N, x)])
+    with pytest.raises(IRError, match="early return is"):
+        program("bad", [x], x, sizes={k: (1, N)}, early_returns=[(k, N)])

@@ -25,7 +25,7 @@ idx = L.topk(key, k)
 # one node of each op, built as a user would, and its value on one instance by an oracle written here
 SAMPLES: dict[Op, Node] = {
     Op.INPUT: x, Op.CONST: L.const(2.5) * key, Op.AFFINE: L.stack_over(i, i + 0.0 * key[i]),
-    Op.ADD: x + key[0], Op.SUB: x - key[1], Op.MUL: x * 3.0, Op.DIV: x / 4.0, Op.NEG: -x,
+    Op.ADD: x + key[0], Op.SUB: x - key[1], Op.MUL: x * 3.0, Op.DIV: x / 4.0, Op.NEG: -x, Op.EXP: L.exp(x - key[0]),
     Op.HEAVISIDE: L.heaviside(key - key[0]), Op.DELTA: L.delta(key - key[0]),
     Op.INDEX: x[1], Op.SLICE: x[1:], Op.CAT: L.cat(x, x[0:1]), Op.SUM: L.sum_over(j, x[j]),
     Op.STACK: L.stack_over(i, key[i] * 2.0), Op.DEF: L.define("twice", key * 2.0), Op.MEAN: L.mean(x, axis=1),
@@ -43,7 +43,8 @@ def oracle(op: Op, xv: np.ndarray, kv: np.ndarray, kk: int) -> np.ndarray:
     rest = sorted(set(range(len(kv))) - set(desc[:kk]))
     return {
         Op.INPUT: xv, Op.CONST: 2.5 * kv, Op.AFFINE: np.arange(len(kv), dtype=float), Op.ADD: xv + kv[0],
-        Op.SUB: xv - kv[1], Op.MUL: xv * 3, Op.DIV: xv / 4, Op.NEG: -xv, Op.HEAVISIDE: (kv > kv[0]) * 1.0,
+        Op.SUB: xv - kv[1], Op.MUL: xv * 3, Op.DIV: xv / 4, Op.NEG: -xv, Op.EXP: np.exp(xv - kv[0]),
+        Op.HEAVISIDE: (kv > kv[0]) * 1.0,
         Op.DELTA: (kv == kv[0]) * 1.0, Op.INDEX: xv[1], Op.SLICE: xv[1:], Op.CAT: np.concatenate([xv, xv[:1]]),
         Op.SUM: xv.sum(0), Op.STACK: kv * 2, Op.DEF: kv * 2, Op.MEAN: xv.mean(1), Op.AMAX: xv.max(0),
         Op.ARGSORT: xv[desc],
@@ -121,6 +122,7 @@ def test_degree_facets():
     assert degree(x / key[0], ["x"]) == 1 and degree(key[0] / x, ["x"]) == math.inf
     assert degree(L.gather(x, idx), ["x"]) == 1 and degree(L.gather(x, idx), ["key"]) == math.inf
     assert degree(L.mean(x, axis=1), ["x"]) == 1
+    assert degree(L.exp(key), ["x"]) == 0 and degree(L.exp(x), ["x"]) == math.inf
 
 
 def test_cost_facets_count_what_the_docs_say():
@@ -132,5 +134,8 @@ def test_cost_facets_count_what_the_docs_say():
     q = L.program("d", [key], L.stack_over(i, L.sum_over(j, L.heaviside(key[j] - key[i]))), sizes={k: (1, N)})
     counts = cost(q).at(N=5, k=1)
     assert counts["comparisons"] == 25 and counts["additions"] == 5 * 4 and counts["multiplications"] == 0
+    e = L.program("e", [key], L.sum_over(j, L.exp(key[j])), sizes={k: (1, N)})  # a softmax's denominator
+    counts = cost(e).at(N=5, k=1)
+    assert counts["exponentials"] == 5 and counts["additions"] == 4 and counts["comparisons"] == 0
     with pytest.raises(Exception, match="not linearized"):
         cost(L.program("s", [x, key], SAMPLES[Op.TOPK], sizes={k: (1, N)}))

@@ -23,9 +23,11 @@ from linearize.ir.build import (
     index,
     kth_largest,
     kth_smallest,
+    mean,
     rank_of,
     sizes,
     sort_by_key,
+    sort_indices,
     stack_over,
     sum_over,
     tensor,
@@ -41,6 +43,8 @@ r1 = index("r", 1, N + 1)
 S1 = stack_over(r1, x[r1 - 1])  # [x[r - 1] for r in range(1, N + 1)]: equals x, from a stack starting at 1
 comp = complement(topk(key, k), N)
 m = index("m", N - k)
+head_k = argsort(key, True)[:k]  # topk(key, k) as DynamicViT writes it
+comp_head = complement(head_k, N)
 j_upto_i = index("j", 0, i + 1)  # ragged: j <= i
 j_below_i = index("j", 0, i)  # ragged: j < i
 
@@ -59,6 +63,11 @@ def ranks(K: np.ndarray, descending: bool = True) -> np.ndarray:
 
 def weighted(X, K, rows):  # sum of K[t] * X[t] over the given rows
     return (K[rows, None] * X[rows]).sum(0)
+
+
+def kept(K, kk, lo, hi, descending=True):
+    """The token indices outside ranks [lo, hi), ascending (a complement)."""
+    return np.array(sorted(set(range(len(K))) - set(order(K, descending)[lo:hi].tolist())), dtype=int)
 
 
 def sorted_range(lo, hi, descending):
@@ -81,6 +90,25 @@ CASES: list[tuple] = [
     ("topk-gather", "head", gather(x, topk(key, k)), lambda X, K, kk: X[order(K)[:kk]]),
     ("complement-sum", "fused", sum_over(m, gather(key, comp)[m] * gather(x, comp)[m]),
      lambda X, K, kk: weighted(X, K, order(K)[kk:])),
+    ("complement-sum", "argsort-head", sum_over(m, gather(key, comp_head)[m] * gather(x, comp_head)[m]),
+     lambda X, K, kk: weighted(X, K, order(K)[kk:])),
+    ("argsort-gather", "head", gather(x, head_k), lambda X, K, kk: X[order(K)[:kk]]),
+    ("argsort-gather", "tail-asc", gather(x, argsort(key)[k - 1:]), lambda X, K, kk: X[order(K, False)[kk - 1:]]),
+    ("argsort-gather", "middle", gather(key, argsort(key, True)[k - 1:k]), lambda X, K, kk: K[order(K)[kk - 1:kk]]),
+    ("argsort-gather", "all", gather(x, argsort(key, True)), lambda X, K, kk: X[order(K)]),
+    # means over non-empty sets (k - 1 < N): a tail of the sort, the complement of the top k - 1, all rows
+    ("mean-of-rows", "sorted-tail", mean(sort_by_key(x, key, True)[k - 1:], 0),
+     lambda X, K, kk: X[order(K)[kk - 1:]].mean(0)),
+    ("mean-of-rows", "complement", mean(gather(x, complement(topk(key, k - 1), N)), 0),
+     lambda X, K, kk: X[kept(K, kk, 0, kk - 1)].mean(0)),
+    ("mean-of-rows", "gather-all", mean(gather(x, argsort(key)), 0), lambda X, K, kk: X.mean(0)),
+    ("index-order", "complement-topk", gather(x, comp), lambda X, K, kk: X[kept(K, kk, 0, kk)]),
+    ("index-order", "sorted-head", gather(x, sort_indices(head_k, N)), lambda X, K, kk: X[np.sort(order(K)[:kk])]),
+    ("index-order", "middle-asc", gather(x, complement(argsort(key)[1:k], N)),
+     lambda X, K, kk: X[kept(K, kk, 1, kk, False)]),
+    ("index-order", "tail", gather(key, complement(argsort(key, True)[k - 1:], N)),
+     lambda X, K, kk: K[np.sort(order(K)[:kk - 1])]),
+    ("index-order", "all", gather(x, complement(argsort(key, True), N)), lambda X, K, kk: X[:0]),
     *[("sorted-range-sum", f"{name}-{'desc' if d else 'asc'}",
        sum_over(v, sort_by_key(key, key, d)[v] * sort_by_key(x, key, d)[v]), sorted_range(lo, hi, d))
       for name, v, lo, hi in [("k..N", index("r", k, N), lambda kk, n: kk, lambda kk, n: n),
@@ -125,10 +153,19 @@ CASES: list[tuple] = [
 # (rule, output node, largest k): the rule's pattern with its side condition failing, or a near miss
 NEGATIVE: dict[str, list[tuple]] = {
     "topk-gather": [(gather(x, comp), N), (gather(x, argsort(key, True)), N)],
+    "argsort-gather": [(gather(x, topk(key, k)), N), (gather(x, comp_head), N),
+                       (gather(x[1:], argsort(key, True)[:k - 1]), N)],  # x[1:] has N - 1 rows, key N
+    "mean-of-rows": [(mean(x, 0), N), (mean(x[k - 1:], 0), N),  # rows not moved by an order
+                     (mean(sort_by_key(x, key), 1), N)],  # a mean over channels
+    "index-order": [(gather(x, complement(topk(key, k), N - 1)), N - 1),  # the complement of N - 1, key has N
+                    (gather(x[1:], complement(topk(key, k), N)), N),  # x[1:] has N - 1 rows
+                    (gather(x, head_k), N)],  # not a complement
     "complement-sum": [(sum_over(m, gather(key, comp)[m] * x[m]), N),  # m used outside the gathers
                        # the complement of the top k among the first N - 1 tokens only, not of all of them
                        (sum_over(index("m", N - 1 - k), gather(x, complement(topk(key, k), N - 1))[
-                           index("m", N - 1 - k)]), N - 1)],
+                           index("m", N - 1 - k)]), N - 1),
+                       # an ascending head is the k smallest: its complement is not the tail of a descending sort
+                       (sum_over(m, gather(x, complement(argsort(key)[:k], N))[m]), N)],
     "sorted-range-sum": [(sum_over(r, sort_by_key(x, key, True)[r] * key[r]), N),  # r used outside the sort
                          (sum_over(r, sort_by_key(x, key, True)[r] * sort_by_key(key, key, False)[r]), N),
                          (stack_over(i, sum_over(j_upto_i, sort_by_key(x, key, True)[j_upto_i])), N)],  # ragged

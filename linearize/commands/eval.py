@@ -6,18 +6,23 @@ import argparse
 import sys
 from typing import Any
 
-from .forms import FORMS, FORMS_HELP
+from .forms import FORMS, FORMS_HELP, size_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr")
     parser.add_argument("--inputs", required=True, metavar="IN.npz",
-                        help=".npz with the program's inputs, batched (x: [B, N+1, C], attn: [B, H, N+1, N+1])")
+                        help=".npz with the program's inputs by name, batched (x: [B, N+1, C], attn: [B, H, N+1, N+1]; "
+                             "POMT's v: [B, H, N+1, D]; DynamicViT's score: [B, N])")
     parser.add_argument("--out", required=True, metavar="OUT.npz",
                         help="the .npz file to write, holding `out` (.npz is appended to a name without it)")
-    size = parser.add_mutually_exclusive_group(required=True)
+    size = parser.add_mutually_exclusive_group()
     size.add_argument("--k", type=int, help="the number of tokens kept, 1 <= k <= N")
-    size.add_argument("--keep-rate", type=float, metavar="R", help="k = ceil(R * N), as the official code computes it")
+    size.add_argument("--keep-rate", type=float, metavar="R",
+                      help="k from a keep rate, as the program's official code computes it: ceil(R * N) for EViT "
+                           "and Top-K, int(R * N) (a floor) for DynamicViT")
+    parser.add_argument("--size", action="append", default=[], type=size_arg, metavar="NAME=VALUE",
+                        help="any other size the program takes, e.g. --size r=4 for POMT (repeat for more)")
     parser.add_argument("--form", choices=FORMS, required=True, help=FORMS_HELP)
     parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
                         help="the backend for the original and linearized forms (the reference forms are torch "
@@ -34,6 +39,36 @@ def _threads(text: str) -> int | str:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be auto or a positive integer, got {text!r}")
     return int(text)
+
+
+def given_sizes(prog: Any, args: argparse.Namespace, inputs: dict) -> dict[str, int]:
+    """The sizes the program takes (its signature's given sizes) from --k, --keep-rate and --size."""
+    from ..ir.program import InputError, keep_rate_to_k
+    from . import UsageError
+    sizes: dict[str, int] = {}
+    for name, value in args.size:
+        if name in sizes or (name == "k" and (args.k is not None or args.keep_rate is not None)):
+            raise UsageError(f"size {name} is given twice")
+        sizes[name] = value
+    unknown = sorted(set(sizes) - set(prog.given_sizes))
+    if unknown:
+        raise UsageError(f"{prog.name} takes no size {', '.join(unknown)}; it takes "
+                         f"{', '.join(prog.given_sizes) or 'none'} besides the sizes of its inputs")
+    if (args.k is not None or args.keep_rate is not None) and "k" not in prog.given_sizes:
+        raise UsageError(f"{prog.name} takes no k (no keep rate either): it takes "
+                         f"{', '.join(f'--size {s}=...' for s in prog.given_sizes) or 'no size'}")
+    if args.k is not None:
+        sizes["k"] = args.k
+    elif args.keep_rate is not None:
+        if inputs["x"].ndim != 3:
+            raise InputError(f"x must have rank 3 ([B, N + 1, C]), got rank {inputs['x'].ndim}")
+        rounding = (prog.meta or {}).get("keep_rate", "ceil")  # the program's official conversion
+        sizes["k"] = keep_rate_to_k(args.keep_rate, inputs["x"].shape[1] - 1, rounding)
+    for name in prog.given_sizes:
+        if name not in sizes:
+            how = "--k K or --keep-rate R" if name == "k" else f"--size {name}=VALUE"
+            raise UsageError(f"{prog.name} needs the size {name}: pass {how}")
+    return sizes
 
 
 def load_npz(path: str) -> dict:
@@ -68,24 +103,41 @@ def ties_at_selection(scores: Any, k: int) -> list[int]:
     return tied
 
 
-def _reference(prog: Any, form: str, inputs: dict, k: int) -> Any:
+def _selection(name: str, tensors: dict, sizes: dict[str, int]) -> tuple[Any, int, str] | None:
+    """(the scores the reference ranks [B, N], how many it keeps, the torch call that orders them), when its order
+    of tied scores can matter."""
+    n = tensors["x"].shape[1] - 1
+    if name in ("evit", "topk") and sizes["k"] < n:
+        return tensors["attn"][:, :, 0, 1:].mean(dim=1), sizes["k"], "torch.topk"  # as the reference scores tokens
+    if name.startswith("dynamicvit"):
+        return tensors["score"], sizes["k"], "torch.argsort"
+    if name.startswith("pomt") and sizes["r"] > 0 and n - 1 - sizes["r"] > 1:  # pomt, pomt_per_image
+        from ..verify.reference_pomt import pomt_metric
+        metric = pomt_metric(tensors["attn"], tensors["v"], per_image=name == "pomt_per_image")
+        return metric[..., 0], n - 1 - sizes["r"], "torch.argsort"
+    return None
+
+
+def _reference(prog: Any, form: str, inputs: dict, sizes: dict[str, int]) -> Any:
     import torch
 
     from .forms import reference_fn, reference_name
     name = reference_name(prog) or prog.name
     fn = reference_fn(name, "official" if form == "reference" else "stable")
-    tensors = [torch.as_tensor(inputs[n]) for n in prog.input_names]
-    if form == "reference" and k < tensors[0].shape[1] - 1:
-        scores = torch.as_tensor(inputs["attn"])[:, :, 0, 1:].mean(dim=1)  # as the reference scores tokens
-        tied = ties_at_selection(scores.numpy(), k)
+    tensors = {n: torch.as_tensor(inputs[n]) for n in prog.input_names}
+    selection = _selection(name, tensors, sizes) if form == "reference" else None
+    if selection is not None:
+        scores, kept, call = selection
+        tied = ties_at_selection(scores.numpy(), kept)
         if tied:
             items = ", ".join(map(str, tied[:5])) + (", ..." if len(tied) > 5 else "")
-            print(f"linearize: warning: tied scores decide which tokens are kept, or their order, at k = {k} "
+            print(f"linearize: warning: tied scores decide which tokens are kept, or their order, keeping {kept} "
                   f"(batch item {items}): --form reference "
-                  "keeps them in torch.topk's order, which is arbitrary; --form stable-reference ranks the lower "
+                  f"keeps them in {call}'s order, which is arbitrary; --form stable-reference ranks the lower "
                   "token index first, as the linearized form does", file=sys.stderr)
     what = "the official code" if form == "reference" else "a stable sort"
-    return fn(*tensors, k).numpy(), f"linearize.reference.{fn.__name__} (torch, {what})"
+    out = fn(*tensors.values(), *(sizes[s] for s in prog.given_sizes)).numpy()
+    return out, f"linearize.reference.{fn.__name__} (torch, {what})"
 
 
 def output_name(path: str) -> str:
@@ -97,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..eval.compiled import compile
-    from ..ir.program import InputError, keep_rate_to_k
     from ..programs import get
     from . import UsageError
     from .forms import REFERENCE_FORMS, program_in_form
@@ -108,19 +159,14 @@ def run(args: argparse.Namespace) -> int:
         if name not in arrays:
             raise UsageError(f"{args.inputs} has no array {name!r} (it holds {', '.join(arrays) or 'nothing'})")
     inputs = {name: arrays[name] for name in prog.input_names}
-    if args.k is not None:
-        k = args.k
-    else:
-        if inputs["x"].ndim != 3:
-            raise InputError(f"x must have rank 3 ([B, N + 1, C]), got rank {inputs['x'].ndim}")
-        k = keep_rate_to_k(args.keep_rate, inputs["x"].shape[1] - 1)
+    sizes = given_sizes(prog, args, inputs)
     # validate against the program whatever the form, so every form rejects the same inputs
     f = compile(prog, args.backend)
-    f.prepare({**inputs, "k": k})
+    f.prepare({**inputs, **sizes})
     if args.form in REFERENCE_FORMS:
-        out, how = _reference(prog, args.form, inputs, k)
+        out, how = _reference(prog, args.form, inputs, sizes)
     else:
-        out = compile(program_in_form(prog, args.form), args.backend, threads=args.threads)(**inputs, k=k)
+        out = compile(program_in_form(prog, args.form), args.backend, threads=args.threads)(**inputs, **sizes)
         out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
         how = f"the {args.form} form on {args.backend}"
     path = output_name(args.out)
@@ -128,5 +174,6 @@ def run(args: argparse.Namespace) -> int:
         np.savez(path, out=out)
     except OSError as e:
         raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-    print(f"wrote {path}: out {list(out.shape)} {out.dtype} (k = {k}), {how}")
+    given = ", ".join(f"{name} = {value}" for name, value in sizes.items())
+    print(f"wrote {path}: out {list(out.shape)} {out.dtype} ({given}), {how}")
     return 0

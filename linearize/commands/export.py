@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from .forms import PIPELINE_HELP, PIPELINE_NAMES, pipeline
+from .forms import PIPELINE_HELP, PIPELINE_NAMES, pipeline, size_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr (linearized first unless it is)")
     parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     parser.add_argument("--n", type=int, required=True, help="tokens besides CLS, N (static)")
-    parser.add_argument("--k", type=int, required=True, help="tokens kept, 1 <= k <= N (static)")
+    parser.add_argument("--k", type=int, default=None, help="tokens kept, 1 <= k <= N (static; for a program with k)")
     parser.add_argument("--c", type=int, default=768, help="channels, C (static; default 768)")
     parser.add_argument("--h", type=int, default=12, help="heads, H (static; default 12)")
+    parser.add_argument("--size", action="append", default=[], type=size_arg, metavar="NAME=VALUE",
+                        help="any other static size the program has, e.g. --size r=16 --size D=64 for POMT (repeat)")
     parser.add_argument("--opset", type=int, default=None,
                         help="the ONNX opset, 12 or newer (default: torch.onnx's, 18 or newer)")
     parser.add_argument("--pipeline", choices=PIPELINE_NAMES, default="default", help=PIPELINE_HELP)
@@ -40,6 +42,13 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(folder):
         raise UsageError(f"cannot write {args.onnx}: no such directory {folder}")
     prog = get(args.program)
+    if args.k is None and _has_size(prog, "k"):
+        raise UsageError(f"{prog.name} needs --k (tokens kept, static)")
+    for name, _ in args.size:
+        if name in ("N", "k", "C", "H"):
+            raise UsageError(f"give {name} with --{name.lower()}, not --size")
+        if not _has_size(prog, name):
+            raise UsageError(f"{prog.name} has no size {name}")
     form = prog if is_linearized(prog) else linearize(prog, pipeline(args.pipeline)).result
 
     import numpy as np
@@ -47,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..export.module import to_module
     from ..export.onnx import ALLOWED, export_onnx, forbidden_ops, op_types
-    sizes = {"N": args.n, "k": args.k, "C": args.c, "H": args.h}
+    sizes = {"N": args.n, "k": args.k, "C": args.c, "H": args.h, **dict(args.size)}
     module = to_module(form, **{name: value for name, value in sizes.items() if _has_size(form, name)})
     model = export_onnx(module, args.onnx, opset=args.opset)
     bad = forbidden_ops(model, ALLOWED)

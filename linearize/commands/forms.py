@@ -23,6 +23,21 @@ PIPELINE_HELP = ("the rewrite passes: default; shared, one comparison per pair o
                  "tie-break as in the hand derivation published with EViT (wrong on ties, kept to show why)")
 
 
+def size_arg(text: str) -> tuple[str, int]:
+    """argparse type for --size NAME=VALUE."""
+    import argparse
+    name, eq, value = text.partition("=")
+    if not eq or not name.isidentifier() or not value.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"must be NAME=INTEGER, e.g. r=4, got {text!r}")
+    return name, int(value)
+
+
+def size_syms(prog: Program) -> dict[str, Any]:
+    """The program's sizes by name (those of its inputs' shapes and those it is given), as Syms."""
+    syms = {s.name: s for n in prog.inputs for d in n.arg[1] for s in d.syms}
+    return {**syms, **{c.size.name: c.size for c in prog.constraints}}
+
+
 def pipeline(name: str) -> tuple:
     from ..rewrite.pipelines import PIPELINES
     return PIPELINES[name]
@@ -40,17 +55,16 @@ def program_in_form(prog: Program, form: str) -> Program:
 def reference_name(prog: Program) -> str | None:
     """The torch reference a program is compared with: its meta's "reference" (evit-seed -> evit), else its
     own name; None when there is no such reference."""
-    from ..verify.reference import REFERENCES
     name = prog.meta.get("reference", prog.name) if prog.meta else prog.name
-    return name if name in REFERENCES else None
+    return name if name in _references() else None
 
 
 def reference_fn(name: str, variant: str = "official") -> Callable[..., Any]:
-    from ..verify.reference import REFERENCES
     from . import UsageError
-    if name not in REFERENCES:
-        raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(REFERENCES)}")
-    return REFERENCES[name][variant]
+    refs = _references()
+    if name not in refs:
+        raise UsageError(f"program {name!r} has no torch reference; references exist for {', '.join(refs)}")
+    return refs[name][variant]
 
 
 def load(spec: str) -> Any:

@@ -63,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
                            channels=args.channels, sizes=sizes, reference_name=ref["name"],
                            progress=lambda done, total, n: bar.update(done, total, f"n = {n}"))
     except ProveError as e:
-        raise UsageError(str(e)) from None
+        # a program whose comparisons read a computed score (POMT's metric) may name the part that can be proved
+        via = (prog.meta or {}).get("prove")
+        hint = f"; its selection, with the score as an input, can be: linearize prove {via}" if via else ""
+        raise UsageError(f"{e}{hint}") from None
     c = f"{result.candidate['name']} ({result.candidate['form']})"
     r = f"{result.reference['name']} ({result.reference['form']})"
     if args.json:

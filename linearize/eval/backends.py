@@ -23,6 +23,7 @@ class Backend:
     sum: Callable[[Any, int], Any]
     mean: Callable[..., Any]  # (a, axis, divisor=None) -> the mean along axis; a divisor only for float32/64
     amax: Callable[[Any, int], Any]  # the largest value along an axis
+    exp: Callable[[Any], Any]  # e ** a, elementwise
     where: Callable[[Any, Any, Any], Any]
     concat: Callable[[list[Any], int], Any]
     moveaxis: Callable[[Any, int, int], Any]
@@ -160,6 +161,7 @@ NUMPY = Backend(
     sum=lambda a, axis: a.sum(axis=axis),
     mean=lambda a, axis, d=None: a.mean(axis) if d is None else np.add.reduce(a, axis) / d,  # see torch's
     amax=lambda a, axis: a.max(axis),
+    exp=np.exp,
     where=np.where,
     concat=lambda parts, axis: np.concatenate(parts, axis=axis),
     moveaxis=np.moveaxis,
@@ -316,6 +318,7 @@ def _torch_backend() -> Backend:
         # for float32/64 (and a divisor prepared as a 0-dim tensor, not converted per call) mean is this
         mean=lambda a, axis, d=None: a.mean(dim=axis) if d is None else a.sum(dim=axis).div_(d),
         amax=lambda a, axis: a.amax(dim=axis),
+        exp=torch.exp,
         where=lambda m, a, b: torch.where(m, a, torch.as_tensor(b, dtype=a.dtype)),
         concat=lambda parts, axis: torch.cat(parts, dim=axis),
         moveaxis=torch.movedim,

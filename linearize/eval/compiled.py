@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..ir import Sym
-from ..ir.program import InputError, Program
+from ..ir.program import REQUIREMENTS, InputError, Program
 from .backends import get_backend
 from .generic import generic_step
 from .plan import Plan
@@ -43,6 +43,10 @@ def on_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
     finally:
         torch.set_num_threads(before)
+
+
+# REQUIREMENTS (ir/program.py) on a batch of values, numpy or torch: whether the condition holds everywhere
+_HOLDS: dict[str, Any] = {"positive": lambda a: bool((a > 0).all())}
 
 
 def _mode(strategy: str, planned: bool, fast: bool) -> str:
@@ -76,6 +80,7 @@ class Compiled:
         self._inputs = tuple((n.arg[0], len(n.arg[1]), n.arg[1]) for n in program.inputs)
         self._given = program.given_sizes
         self._allowed = frozenset(program.input_names) | frozenset(self._given)
+        self._requires = dict(program.requires)  # the program's conditions on values (POMT: attn > 0)
 
     def _check(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], tuple]:
         """The inputs as this backend's arrays, the given sizes, and the plan cache key; raises on bad input."""
@@ -113,6 +118,9 @@ class Compiled:
             for name, a in arrays.items():  # finite, so only a bad (or overflowing) total looks at each
                 if not xp.isfinite_all(a):
                     raise InputError(f"{name} contains NaN or infinite values")
+        for name, condition in self._requires.items():  # the program's own conditions on values (POMT: attn > 0)
+            if not _HOLDS[condition](arrays[name]):
+                raise InputError(f"{name} {REQUIREMENTS[condition]}")
         given = {}
         for s in self._given:
             if s in kwargs:

@@ -63,7 +63,12 @@ def _unary(P: Planner, n: Node) -> int:
     s = P.value(n.src[0])
     m = P.metas[s]
     impl, xp = P.xp.overrides.get(n.op, OPS[n.op].impl), P.xp
-    meta = replace(m, kind="float", finite=True) if OPS[n.op].kind == "step" else m
+    if OPS[n.op].kind == "step":
+        meta = replace(m, kind="float", finite=True)
+    elif n.op is Op.NEG:
+        meta = m  # -a is finite wherever a is
+    else:
+        meta = replace(m, kind="float", finite=False)  # exp: a float, which may overflow
     return P.emit(lambda a: impl(xp, a), [s], meta)
 
 

@@ -17,6 +17,7 @@ a == b). The emitted code uses elementwise arithmetic and comparisons, sum and m
 from __future__ import annotations
 
 import keyword
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -507,6 +508,12 @@ class SourceBackend:
     @staticmethod
     def amax(x: Code, axis: int) -> Code:
         return Code(f"{_atom(x.text)}.amax({axis})")
+
+    @staticmethod
+    def exp(x: Code) -> Code:  # POMT's softmax; a constant's is written as its value
+        if x.literal:
+            return Code(repr(math.exp(float(x.text))), True)
+        return Code(f"torch.exp({x.text})")
 
 
 SOURCE = SourceBackend()

@@ -1,6 +1,6 @@
 """ONNX export of a module from to_module(), with the batch axis dynamic, and the check of its node types.
 
-`ALLOWED` is the documented allow-list for an exported selection: arithmetic and comparisons, casts,
+`ALLOWED` is the documented allow-list for an exported selection: arithmetic (exp too) and comparisons, casts,
 reductions (sum, mean, max as a value), matrix products (MatMul, Einsum), static slicing and reshapes,
 concatenation. `DATA_DEPENDENT`
 lists the ONNX ops whose work or memory access depends on the values (sorting, top-k, indexing by a tensor,
@@ -20,7 +20,7 @@ from typing import Any
 ALLOWED: frozenset[str] = frozenset({
     # elementwise arithmetic, comparisons and casts
     "Add", "Sub", "Mul", "Div", "Neg", "Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual", "Not", "And",
-    "Or", "Cast", "CastLike",
+    "Or", "Cast", "CastLike", "Exp",
     # reductions and products
     "ReduceSum", "ReduceMean", "ReduceMax", "MatMul", "Einsum",
     # static layout: slices with constant bounds, singleton axes, transposes, reshapes, concatenation

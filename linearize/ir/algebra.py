@@ -90,9 +90,10 @@ def substitute(root: Node, mapping: Mapping[Sym, Affine]) -> Node:
     return go(root, dict(mapping))
 
 
-def fresh(name: str, lo: Affine | int, hi: Affine | int, avoid: Iterable[Node]) -> Sym:
-    """An index variable named `name` (primed as needed) that none of `avoid` already uses."""
-    taken = {v.name for n in avoid for v in _mentions(n)}
+def fresh(name: str, lo: Affine | int, hi: Affine | int, avoid: Iterable[Node], sizes: Iterable[str] = ()) -> Sym:
+    """An index variable named `name` (primed as needed) that none of `avoid` already uses, nor a size in `sizes`
+    (POMT's size r and a rank variable r would print alike)."""
+    taken = {v.name for n in avoid for v in _mentions(n)} | set(sizes)
     while name in taken:
         name += "'"
     return Sym(name, "var", Affine.of(lo), Affine.of(hi))

@@ -165,6 +165,11 @@ def cat(*parts: Node, axis: int = 0) -> Node:
     return node(Op.CAT, tuple(parts), axis)
 
 
+def exp(x: Operand) -> Node:
+    """e ** x, elementwise (a softmax is exp(s - amax(s)) / sum(exp(s - amax(s))))."""
+    return node(Op.EXP, (lift(x),))
+
+
 def mean(x: Node, axis: int = 0) -> Node:
     """The mean along an axis: mean(attn[:, 0, 1:], axis=0) is the head mean of the CLS attention."""
     return node(Op.MEAN, (x,), axis)
@@ -203,6 +208,12 @@ def gather(X: Node, idx: Node) -> Node:
 def complement(idx: Node, n: Operand) -> Node:
     """The indices in range(n) not in idx, ascending (EViT's complement_idx)."""
     return node(Op.COMPLEMENT, (idx,), as_affine(n))
+
+
+def sort_indices(idx: Node, n: Operand) -> Node:
+    """idx sorted ascending (torch.sort(idx).values), for distinct indices in range(n): the indices not in the
+    complement of idx, which complement lists ascending."""
+    return complement(complement(idx, n), n)
 
 
 def kth_largest(X: Node, key: Node, r: Operand) -> Node:

@@ -17,6 +17,7 @@ class Op(enum.Enum):
     MUL = enum.auto()
     DIV = enum.auto()
     NEG = enum.auto()
+    EXP = enum.auto()
     HEAVISIDE = enum.auto()
     DELTA = enum.auto()
     INDEX = enum.auto()

@@ -160,6 +160,11 @@ OPS: dict[Op, OpSpec] = {
     Op.NEG: OpSpec("neg", "arithmetic", "-a", 1, S.same_shape, lambda p, n: p.negation(n),
                    lambda p, n: p.negation(n), lambda c, n, idx, env: -c.elem(n.src[0], idx, env), first,
                    of_operands, free, lambda xp, a: -a),
+    # softmax's numerator (POMT); neither linear nor a comparison, so a feature must never reach it
+    Op.EXP: OpSpec("exp", "arithmetic", "e ** a, elementwise", 1, S.to_float, _call("exp"),
+                   lambda p, n: p.unary(r"\exp", n), lambda c, n, idx, env: c.sp.exp(c.elem(n.src[0], idx, env)),
+                   lambda n, d, features: math.inf if d[0] else 0.0, never,
+                   lambda c, n, each: {"exponentials": each}, lambda xp, a: xp.exp(a)),
     # --- steps
     Op.HEAVISIDE: OpSpec("heaviside", "step", "1 if x > 0 else 0 (strict: heaviside(0) = 0)", 1, S.step,
                          _call("heaviside"), lambda p, n: p.unary(r"\theta", n),

@@ -27,6 +27,12 @@ class InputError(ValueError):
 #   value   -- other values that flow polynomially and are never compared (a value tensor); drawn freely
 ROLES = ("feature", "score", "value")
 
+# conditions a program may require of an input's values (Program.requires), checked with the inputs' finiteness
+# before every evaluation, and honoured by the checker's draws
+REQUIREMENTS: dict[str, str] = {
+    "positive": "must be > 0 everywhere",  # POMT's attn: a softmax's values (its metric divides by their maximum)
+}
+
 
 @dataclass(frozen=True)
 class Constraint:
@@ -37,13 +43,28 @@ class Constraint:
     hi: Affine
 
 
+RELATIONS = {"==": lambda a, b: a == b, "<=": lambda a, b: a <= b}
+
+
 @dataclass(frozen=True)
 class EarlyReturn:
-    """if lhs == rhs: return value -- a condition on sizes only, so it is not data-dependent."""
+    """if lhs == rhs: return value (or lhs <= rhs) -- a condition on sizes only, so it is not data-dependent."""
 
     lhs: Affine
     rhs: Affine
     value: Node
+    relation: str = "=="  # "==" or "<="
+
+    def __post_init__(self) -> None:
+        if self.relation not in RELATIONS:
+            raise IRError(f"an early return's condition is lhs == rhs or lhs <= rhs, got {self.relation!r}")
+
+    def holds(self, env: Mapping[Sym, int]) -> bool:
+        return RELATIONS[self.relation](self.lhs.value(dict(env)), self.rhs.value(dict(env)))
+
+    @property
+    def condition(self) -> str:
+        return f"{self.lhs} {self.relation} {self.rhs}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,7 @@ class Program:
     doc: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False)
     roles: Mapping[str, str] = field(default_factory=dict, compare=False)  # input -> ROLES; see role()
+    requires: tuple[tuple[str, str], ...] = ()  # (input, condition in REQUIREMENTS): POMT's attn > 0
 
     def __post_init__(self) -> None:
         names = [n.arg[0] for n in self.inputs]
@@ -72,6 +94,10 @@ class Program:
             if name not in names or role not in ROLES:
                 raise IRError(f"program {self.name}: role {name!r}: {role!r} must name an input and be one of "
                               f"{', '.join(ROLES)}")
+        for name, cond in self.requires:
+            if name not in names or cond not in REQUIREMENTS:
+                raise IRError(f"program {self.name}: requires ({name!r}, {cond!r}): name an input and one of "
+                              f"{', '.join(REQUIREMENTS)}")
         for root in self.roots():
             if root.free:
                 unbound = ", ".join(sorted(v.name for v in root.free))
@@ -165,7 +191,7 @@ class Program:
 
     def active_root(self, env: Mapping[Sym, int]) -> Node:
         for e in self.early_returns:
-            if e.lhs.value(dict(env)) == e.rhs.value(dict(env)):
+            if e.holds(env):
                 return e.value
         return self.output
 
@@ -190,7 +216,7 @@ class Program:
         p = Printer()
         lines = [self.signature()]
         for e in self.early_returns:
-            lines.append(f"    if {e.lhs} == {e.rhs}: return {p.show(e.value)}")
+            lines.append(f"    if {e.condition}: return {p.show(e.value)}")
         for d in definitions(self.output):
             lines.append("    " + show_definition(p, d))
         lines.append(f"    return {p.show(self.output)}")
@@ -229,27 +255,49 @@ def _size_syms(n: Node) -> set[Sym]:
 
 def program(name: str, inputs: list[Node] | tuple[Node, ...], output: Node, *,
             sizes: Mapping[Node, tuple[Any, Any]] | None = None,
-            early_returns: list[tuple[Any, Any, Node]] | None = None,
+            early_returns: list[tuple[Any, ...]] | None = None,
             features: tuple[str, ...] | None = None, doc: str = "", meta: Mapping[str, Any] | None = None,
-            roles: Mapping[str, str] | None = None) -> Program:
-    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x`;
+            roles: Mapping[str, str] | None = None, requires: Mapping[str, str] | None = None) -> Program:
+    """Build a Program; sizes={k: (1, N)} gives ranges, early_returns=[(k, N, x)] means `if k == N: return x` and
+    [(N - 1 - r, "<=", 1, x)] `if N - 1 - r <= 1: return x` (the first that holds returns);
     meta={"reference": "topk"} names the reference a hand-written or renamed program answers to;
     roles={"x": "feature", "score": "score", "v": "value"} says what each input is (default: x is the feature,
-    every other input a score); the features default to the inputs whose role is feature."""
+    every other input a score); the features default to the inputs whose role is feature; requires={"attn":
+    "positive"} checks a condition (REQUIREMENTS) on an input's values before every evaluation."""
     roles = dict(roles or {})
     if features is None:
         names = [n.arg[0] for n in inputs]
         features = tuple(n for n in names if roles.get(n, "feature" if n == "x" else "score") == "feature")
     cons = tuple(Constraint(as_affine(s).terms[0][0], as_affine(lo), as_affine(hi))
                  for s, (lo, hi) in (sizes or {}).items())
-    early = tuple(EarlyReturn(as_affine(a), as_affine(b), v) for a, b, v in (early_returns or []))
-    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}), roles)
+    early = tuple(_early_return(e) for e in early_returns or [])
+    return Program(name, tuple(inputs), output, cons, early, features, doc, dict(meta or {}), roles,
+                   tuple((requires or {}).items()))
 
 
-def keep_rate_to_k(keep_rate: float, n: int) -> int:
-    """The official EViT conversion: left_tokens = ceil(keep_rate * (number of non-CLS tokens))."""
+def _early_return(e: tuple[Any, ...]) -> EarlyReturn:
+    if len(e) == 3:
+        return EarlyReturn(as_affine(e[0]), as_affine(e[1]), e[2])
+    if len(e) == 4 and isinstance(e[1], str):
+        return EarlyReturn(as_affine(e[0]), as_affine(e[2]), e[3], e[1])
+    raise IRError(f"an early return is (lhs, rhs, value) or (lhs, relation, rhs, value), got {e!r}")
+
+
+ROUNDINGS = ("ceil", "floor")  # a program's meta["keep_rate"] names its official conversion; EViT's is the default
+
+
+def keep_rate_to_k(keep_rate: float, n: int, rounding: str = "ceil") -> int:
+    """The official conversion of a keep rate into k: EViT's left_tokens = ceil(keep_rate * n) (n non-CLS tokens);
+    rounding="floor" is DynamicViT's int(n * keep_rate), which keeps no token when n * keep_rate < 1 (an error)."""
+    if rounding not in ROUNDINGS:
+        raise InputError(f"keep rate rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
     if math.isnan(keep_rate) or not 0 < keep_rate <= 1:
         raise InputError(f"keep rate must be in (0, 1], got {keep_rate}")
     if n < 1:
         raise InputError(f"n must be >= 1, got {n}")
-    return math.ceil(keep_rate * n)
+    if rounding == "ceil":
+        return math.ceil(keep_rate * n)
+    k = int(n * keep_rate)
+    if k < 1:
+        raise InputError(f"keep rate {keep_rate} keeps no token of {n}: int({n} * {keep_rate}) = 0")
+    return k

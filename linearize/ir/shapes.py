@@ -70,6 +70,11 @@ def same_shape(src: tuple[Node, ...], arg: Any, what: What) -> tuple[Shape, str]
     return src[0].shape, src[0].dtype
 
 
+def to_float(src: tuple[Node, ...], arg: Any, what: What) -> tuple[Shape, str]:
+    """An elementwise function whose values are floats (exp), whatever its operand's."""
+    return src[0].shape, "float"
+
+
 def step(src: tuple[Node, ...], arg: Any, what: What) -> tuple[Shape, str]:
     return src[0].shape, "float"
 

@@ -13,6 +13,12 @@ from ..ir.program import Program
 BUILTIN: dict[str, tuple[str, str, str]] = {
     "evit": ("linearize.programs.evit", "evit", "EViT: top-k tokens by CLS attention plus one fused token"),
     "topk": ("linearize.programs.topk", "topk_pruning", "Top-K: top-k tokens by CLS attention"),
+    "pomt": ("linearize.programs.pomt", "pomt",
+             "POMT: the N - 1 - r best tokens by max-over-heads attention and values, plus the mean of the rest"),
+    "dynamicvit": ("linearize.programs.dynamicvit", "dynamicvit",
+                   "DynamicViT: the k tokens with the largest predicted score, in descending score order"),
+    "dynamicvit-ordered": ("linearize.programs.dynamicvit", "dynamicvit_ordered",
+                           "DynamicViT with the k kept tokens in index order"),
     "evit-seed": ("linearize.programs.evit_seed", "evit_seed",
                   "the hand derivation: EViT's hand linearization published with its verification plans, "
                   "as written (the checker refutes it)"),

@@ -12,6 +12,7 @@ from .pipelines import (
     DEFAULT_PIPELINE,
     DISTINCT_RANKS,
     MASKED_SUMS,
+    ORDER,
     PIPELINES,
     SEED_PIPELINE,
     SELECT,
@@ -23,6 +24,6 @@ from .pipelines import (
     linearize,
 )
 
-__all__ = ["ALL_PASSES", "ALL_RULES", "DEFAULT_PIPELINE", "DISTINCT_RANKS", "MASKED_SUMS", "PIPELINES",
+__all__ = ["ALL_PASSES", "ALL_RULES", "DEFAULT_PIPELINE", "DISTINCT_RANKS", "MASKED_SUMS", "ORDER", "PIPELINES",
            "SEED_PIPELINE", "SELECT", "SHARE", "SHARED_PIPELINE", "SIMPLIFY", "SORT", "STABLE_RANKS", "Derivation",
            "LinearizeError", "Pass", "Rule", "Step", "linearize", "run_pass", "run_pipeline"]

@@ -37,6 +37,12 @@ class Context:
     def nonneg(self, a: Affine) -> bool:
         return nonneg(a, self.program)
 
+    @cached_property
+    def sizes(self) -> frozenset[str]:
+        """The names of the program's sizes, which a new index variable must not take."""
+        dims = [d for n in self.program.inputs for d in n.arg[1]]
+        return frozenset(s.name for d in dims for s in d.syms) | {c.size.name for c in self.program.constraints}
+
 
 RuleFn = Callable[[Node, Context], "Node | None"]
 

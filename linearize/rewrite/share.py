@@ -61,7 +61,7 @@ def shared_rank(n: Node, ctx: Context) -> Node | None:
     if {key} not in refs:
         return None
     t = table(key, descending)
-    below, above = fresh("j", 0, e.arg, [e]), fresh("j", e.arg + 1, key.shape[0], [e])
+    below, above = fresh("j", 0, e.arg, [e], ctx.sizes), fresh("j", e.arg + 1, key.shape[0], [e], ctx.sizes)
     below_sum = node(Op.SUM, (t[e][affine_of(below)],), below)
     above_sum = node(Op.SUM, (t[affine_of(above)][e],), above)
     return e - below_sum + above_sum

@@ -13,7 +13,7 @@ def sort_to_kth(n: Node, ctx: Context) -> Node | None:
     if n.op is not Op.SORT_BY_KEY:
         return None
     X, key = n.src
-    r = fresh("r", 0, key.shape[0], [])
+    r = fresh("r", 0, key.shape[0], [], ctx.sizes)
     return node(Op.STACK, (node(Op.KTH, (X, key, affine(r)), n.arg),), r)
 
 
@@ -22,7 +22,7 @@ def kth_to_rank(n: Node, ctx: Context) -> Node | None:
     if n.op is not Op.KTH:
         return None
     X, key, r = n.src
-    i = fresh("i", 0, key.shape[0], [r])
+    i = fresh("i", 0, key.shape[0], [r], ctx.sizes)
     rank = node(Op.RANK, (key,), n.arg)
     hit = node(Op.DELTA, (node(Op.SUB, (node(Op.INDEX, (rank, affine(i)), 0), r)),))
     return node(Op.SUM, (node(Op.MUL, (hit, node(Op.INDEX, (X, affine(i)), 0))),), i)
@@ -41,7 +41,7 @@ def sorted_range_sum(n: Node, ctx: Context) -> Node | None:
     if len(orders) != 1:
         return None
     key, descending = orders.pop()
-    i = fresh("i", 0, key.shape[0], [body])
+    i = fresh("i", 0, key.shape[0], [body], ctx.sizes)
     new_body = replace_nodes(body, {u: node(Op.INDEX, (u.src[0].src[0], affine(i)), 0) for u in uses})
     if r in new_body.free or r.lo.vars or r.hi.vars:
         return None

@@ -222,7 +222,9 @@ def _program_lines(p: Program, printer: LatexPrinter, title: str) -> list[str]:
     lines += [_definition_line(printer, d) for d in definitions(p.output)]
     out = r"\mathrm{out}"
     for e in p.early_returns:
-        lines.append(rf"{out} &= {printer.show(e.value)} && \text{{if }} {affine_latex(e.lhs)} = {affine_latex(e.rhs)}")
+        rel = "=" if e.relation == "==" else r"\le"
+        cond = f"{affine_latex(e.lhs)} {rel} {affine_latex(e.rhs)}"
+        lines.append(rf"{out} &= {printer.show(e.value)} && \text{{if }} {cond}")
     lines.append(f"{out} &= {printer.show(p.output)}" + (r" && \text{otherwise}" if p.early_returns else ""))
     return lines
 

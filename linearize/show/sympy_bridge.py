@@ -5,7 +5,8 @@ for its element at integer index symbols, one per axis (`form.indices`): a row o
 channel index c. An axis' symbol is named after its size when that is a single size (C -> c, N -> n),
 else t, u, v, w, never a name the node already uses. In detail:
 
-- sizes are positive integer Symbols (N, C, H, k); index variables are integer Symbols (i, j, r);
+- sizes are nonnegative integer Symbols (N, C, H, k; POMT's r may be 0); index variables are integer Symbols
+  (i, j, r);
 - inputs are IndexedBases (x[i + 1, c]; a scalar input is a Symbol);
 - sum<lo <= i < hi>(f) is Sum(f, (i, lo, hi - 1)): SymPy's limits are inclusive;
 - [f(r) for r in range(lo, hi)] at row t is f(lo + t); mean(X, axis) is a Sum over a fresh index / the size;
@@ -167,7 +168,7 @@ class _Converter:
         out: sp.Expr = sp.Integer(a.const)
         for s, c in a.terms:
             if s.kind == "size":
-                term = self.sizes.setdefault(s.name, sp.Symbol(s.name, integer=True, positive=True))
+                term = self.sizes.setdefault(s.name, sp.Symbol(s.name, integer=True, nonnegative=True))
             else:
                 term = env.get(s, _var(s.name))
             out = out + c * term
@@ -314,7 +315,8 @@ def to_sympy(expr: Node | Program, indices: tuple[str, ...] | None = None) -> Sy
     if isinstance(expr, Program):
         for e in expr.early_returns:
             value = cv.elem(e.value, idx[len(idx) - len(e.value.shape):], {})
-            early.append((sp.Eq(cv.affine(e.lhs, {}), cv.affine(e.rhs, {})), value, cv.shape(e.value.shape)))
+            relation = sp.Eq if e.relation == "==" else sp.Le
+            early.append((relation(cv.affine(e.lhs, {}), cv.affine(e.rhs, {})), value, cv.shape(e.value.shape)))
         for n in expr.inputs:
             cv.input(n)
     return SympyForm(out, idx, cv.shape(root.shape), cv.defs, cv.sizes, cv.inputs, cv.input_shapes,

@@ -57,7 +57,7 @@ def sympy_latex(expr: sp.Basic) -> str:
 def affine_latex(a: Affine) -> str:
     """An index expression through SymPy, its terms in the IR's order (sizes, variables, constant): N - k + 1."""
     sizes = {s.name for s, _ in a.terms if s.kind == "size"}  # the assumptions sympy_bridge gives them
-    terms = [c * sp.Symbol(s.name, integer=True, **({"positive": True} if s.name in sizes else {}))
+    terms = [c * sp.Symbol(s.name, integer=True, **({"nonnegative": True} if s.name in sizes else {}))
              for s, c in a.terms]
     expr = sp.Add(*terms, *([sp.Integer(a.const)] if a.const or not terms else []), evaluate=False)
     return _Latex({"mul_symbol": None, "order": "none"}).doprint(expr)

@@ -153,7 +153,9 @@ def signature_problem(fn: Callable[..., Any], program: Program) -> str:
 def references() -> dict[str, dict[str, Callable[..., Any]]]:
     """Every torch reference by name, {"official": f, "stable": g, ...} (EViT, Top-K, DynamicViT, POMT, ToMe)."""
     from . import reference as r
-    return {**r.REFERENCES, **r.DYNAMICVIT_REFERENCES, **r.POMT_REFERENCES, **r.TOME_REFERENCES}
+    # the per-image POMT a per-image program answers to: per_image on continuous draws, stable on ties
+    per_image = {"pomt_per_image": {"official": r.pomt_per_image, "stable": r.pomt_stable}}
+    return {**r.REFERENCES, **r.DYNAMICVIT_REFERENCES, **r.POMT_REFERENCES, **per_image, **r.TOME_REFERENCES}
 
 
 def instances(ties: bool = True, dtype: Any = np.float32, program: Program | None = None) -> Any:

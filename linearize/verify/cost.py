@@ -12,7 +12,8 @@ set of entries. What counts as what:
 - comparison: heaviside or delta of a data value (a difference of two scores); its subtraction is part of it;
 - rank test: heaviside or delta of an integer count (a rank, made of comparisons) against an index expression;
 - multiplication: `*` and `/`, and the 1/L of a mean;
-- addition: `+` and `-`, a sum of L terms (L - 1 additions; none when its range is empty), a mean over L (L - 1).
+- addition: `+` and `-`, a sum of L terms (L - 1 additions; none when its range is empty), a mean over L (L - 1);
+- exponential: `exp` (a softmax's numerator), one per element.
 Index arithmetic (sizes, index variables) is free: it is known before any data is. The k == N early return is
 not counted (it does nothing).
 """
@@ -29,7 +30,8 @@ from ..ir import OPS, Affine, Node, Op, Sym, bound
 from ..ir.algebra import nonneg
 from ..ir.program import Program
 
-COUNTS = ("comparisons", "rank_tests", "multiplications", "additions")
+COUNTS = ("comparisons", "rank_tests", "multiplications", "additions", "exponentials")
+OPTIONAL = ("exponentials",)  # the CLI prints these only when a program has any
 
 
 class CostError(ValueError):
@@ -44,7 +46,7 @@ class Cost:
 
     def at(self, **sizes: int) -> dict[str, int]:
         """The counts at the given sizes (every size the formulas use)."""
-        env = {self.sizes[name]: value for name, value in sizes.items() if name in self.sizes}
+        env = {self.sizes[name]: sp.Integer(value) for name, value in sizes.items() if name in self.sizes}
         out = {}
         for name, f in self.formulas.items():
             value = f.xreplace(env)

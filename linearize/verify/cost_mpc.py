@@ -92,6 +92,12 @@ def _tournament(m: _Mpc, n: Node) -> Layers:
     return levels, levels, 2 * levels
 
 
+def _exp(m: _Mpc, n: Node, amount: sp.Expr) -> dict[str, sp.Expr]:
+    if m.secret(n.src[0]):
+        raise CostError(f"{m.program.name} takes exp of a secret value, which this MPC model does not price")
+    return {}
+
+
 # op -> its MPC cost; ops without a linearized cost (the selections) are refused before this table is read
 MPC: dict[Op, MpcRule] = {
     **{op: LOCAL for op in (Op.INPUT, Op.CONST, Op.AFFINE, Op.ADD, Op.SUB, Op.NEG, Op.INDEX, Op.SLICE, Op.CAT,
@@ -102,6 +108,7 @@ MPC: dict[Op, MpcRule] = {
     Op.DELTA: MpcRule(_compare, lambda m, n: (1, 0, 1)),
     Op.MEAN: MpcRule(lambda m, n, amount: {"public_products": amount}, lambda m, n: NONE),
     Op.AMAX: MpcRule(_amax, _tournament),
+    Op.EXP: MpcRule(_exp, lambda m, n: NONE),  # of public values only: local
 }
 
 

@@ -135,15 +135,20 @@ def draw_instance(draw: Callable[..., Any], model: Model, ties: bool = True, dty
     # drawn seed and a spread that shrinks to 0 (equal heads), to keep draws cheap
     spread = draw(st.integers(0, GRID // 8))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    values = np.stack([v for v, _ in items])  # [B, P]
+    # an input the program requires positive (POMT's attn) is drawn one unit up, ties kept, and never spread below
+    # one unit (offsets that keep a mean could: its heads stay equal)
+    low = {name: int(cond == "positive") for name, cond in p.requires}
+    values = np.stack([v for v, _ in items]) + np.array([low.get(owner, 0) for owner, _ in positions])  # [B, P]
     inputs = {}
     for name in model.scores:
-        flat = rng.integers(0, GRID, (b, math.prod(collapsed[name])))
+        flat = rng.integers(low.get(name, 0), GRID, (b, math.prod(collapsed[name])))
         for col, (owner, at) in enumerate(positions):
             if owner == name:
                 flat[:, at] = values[:, col]
-        inputs[name] = _spread(flat.reshape((b, *collapsed[name])), shapes[name], spread, rng,
-                               model.spread_of(name)) / GRID
+        how = model.spread_of(name)
+        spread_here = 0 if low.get(name) and how == "mean" else spread
+        a = _spread(flat.reshape((b, *collapsed[name])), shapes[name], spread_here, rng, how)
+        inputs[name] = (np.maximum(a, 1) if low.get(name) else a) / GRID
     for name in model.linear:
         inputs[name] = np.stack([arrays[name] for _, arrays in items])
     sizes = {"B": b, **{s.name: v for s, v in env.items()}}
