@@ -96,3 +96,22 @@ def test_bounds_is_lazy_and_needs_no_torch_on_numpy():
             "assert not {'torch', 'sympy', 'hypothesis'} & set(sys.modules), sorted(sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
+
+
+def test_other_programs_and_sizes(tmp_path, monkeypatch, capsys):
+    """POMT takes --size r=...; DynamicViT's keep rate is floored, as its official code does."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    x, attn, v = rng.random((2, 9, 4)), rng.random((2, 3, 9, 9)) + 0.5, rng.random((2, 3, 9, 2))
+    np.savez("p.npz", x=x, attn=attn, v=v)
+    np.savez("d.npz", x=x, score=rng.random((2, 8)))
+    assert main(["bounds", "pomt", "--inputs", "p.npz", "--eps", "0.01", "--size", "r=3", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = L.bounds(L.programs.get("pomt"), {"x": x - 0.01, "attn": attn - 0.01, "v": v - 0.01},
+                    {"x": x + 0.01, "attn": attn + 0.01, "v": v + 0.01}, r=3)
+    assert got["sizes"] == {"r": 3} and got["shape"] == list(want.lower.shape)
+    assert got["mean_width"] == pytest.approx(want.summary()["mean_width"])
+    assert main(["bounds", "dynamicvit", "--inputs", "d.npz", "--eps", "0.01", "--keep-rate", "0.7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sizes"] == {"k": 5}  # int(0.7 * 8)
+    assert main(["bounds", "pomt", "--inputs", "p.npz", "--eps", "0.01", "--k", "3"]) == 2
+    assert "takes no k" in capsys.readouterr().err

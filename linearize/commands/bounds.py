@@ -8,6 +8,8 @@ import math
 import time
 from typing import Any
 
+from .forms import size_arg
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("program", help="a built-in program name or module:attr")
@@ -16,9 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eps", type=float, help="the box's half-width for every input (centre +- eps)")
     parser.add_argument("--eps-x", type=float, help="the half-width for x (overrides --eps)")
     parser.add_argument("--eps-attn", type=float, help="the half-width for attn (overrides --eps)")
-    size = parser.add_mutually_exclusive_group(required=True)
+    size = parser.add_mutually_exclusive_group()
     size.add_argument("--k", type=int, help="the number of tokens kept, 1 <= k <= N")
-    size.add_argument("--keep-rate", type=float, help="k = ceil(R * N), as the official code computes it")
+    size.add_argument("--keep-rate", type=float, metavar="R",
+                      help="k from a keep rate, as the program's official code computes it: ceil(R * N) for EViT "
+                           "and Top-K, int(R * N) (a floor) for DynamicViT")
+    parser.add_argument("--size", action="append", default=[], type=size_arg, metavar="NAME=VALUE",
+                        help="any other size the program takes, e.g. --size r=4 for POMT (repeat for more)")
     parser.add_argument("--out", help=".npz to write: lower, upper and, for a selection, rank_lower, rank_upper, "
                                       "status")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -46,11 +52,11 @@ def _eps(args: argparse.Namespace, name: str) -> float:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..ir.program import InputError, keep_rate_to_k
+    from ..ir.program import InputError
     from ..programs import get
     from ..verify.bounds import bounds
     from . import UsageError
-    from .eval import load_npz
+    from .eval import given_sizes, load_npz
 
     prog = get(args.program)
     arrays = load_npz(args.inputs)
@@ -58,13 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if name not in arrays:
             raise UsageError(f"{args.inputs} has no array {name!r} (it holds {', '.join(arrays) or 'nothing'})")
     eps = {name: _eps(args, name) for name in prog.input_names}
-    if args.k is not None:
-        k = args.k
-    else:
-        x = arrays.get("x")
-        if x is None or x.ndim != 3:
-            raise InputError("--keep-rate needs x of rank 3 ([B, N + 1, C]); give --k instead")
-        k = keep_rate_to_k(args.keep_rate, x.shape[1] - 1)
+    sizes = given_sizes(prog, args, arrays)
     lower, upper, exact = {}, {}, {}
     for name in prog.input_names:
         centre = arrays[name]
@@ -75,12 +75,13 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"{name} must be a floating-point array, got {centre.dtype}")
             lower[name], upper[name] = centre - centre.dtype.type(eps[name]), centre + centre.dtype.type(eps[name])
     start = time.perf_counter()
-    b = bounds(prog, lower, upper, k=k, backend=args.backend, ties=args.ties, naive=args.naive, **exact)
+    b = bounds(prog, lower, upper, backend=args.backend, ties=args.ties, naive=args.naive, **exact, **sizes)
     seconds = time.perf_counter() - start
     lo, hi = (a.numpy() if hasattr(a, "numpy") else np.asarray(a) for a in (b.lower, b.upper))
     status, counts = b.status, b.summary()
     summary: dict[str, Any] = {
-        "program": prog.name, "k": k, "eps": eps, "ties": args.ties, "naive": args.naive, "shape": list(lo.shape),
+        "program": prog.name, "sizes": sizes, "k": b.k, "eps": eps, "ties": args.ties, "naive": args.naive,
+        "shape": list(lo.shape),
         "mean_width": counts["mean_width"], "max_width": counts["max_width"],
         "kept": counts.get("kept"), "dropped": counts.get("dropped"), "undecided": counts.get("undecided"),
         "out": args.out, "seconds": round(seconds, 3)}
@@ -97,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return 0
     box = ", ".join(f"+-{eps[n]:g} on {n}" for n in prog.input_names)
-    print(f"{prog.name}: bounds over the box {box}, k = {k}{', naive propagation' if args.naive else ''}")
+    given = ", ".join(f"{name} = {value}" for name, value in sizes.items())
+    print(f"{prog.name}: bounds over the box {box}{', ' + given if given else ''}"
+          f"{', naive propagation' if args.naive else ''}")
     if status is None:
         print("tokens: no selection at these sizes (the output is an input)")
     else:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..eval.backends import Backend
-from ..ir import IRError, Node, Op, Sym
+from ..ir import OPS, IRError, Node, Op, Sym
 from ..ir.nodes import describe
 from .kernels import Kernels
 from .layout import Layout, Val
@@ -176,6 +176,13 @@ def _div(iv: IntervalEvaluation, n: Node) -> Box:
     return Box(lo, hi, axes, a.finite and b.finite and not unbounded)
 
 
+def _exp(iv: IntervalEvaluation, n: Node) -> Box:
+    """exp is increasing: [exp(lo), exp(hi)] (inf past the dtype's range, so not `finite`)."""
+    a = iv.operand(n.src[0])
+    lo = OPS[Op.EXP].impl(iv.xp, a.lo)
+    return Box(lo, lo if a.exact else OPS[Op.EXP].impl(iv.xp, a.hi), a.axes, False)
+
+
 def _heaviside(iv: IntervalEvaluation, n: Node) -> Box:
     """heaviside is nondecreasing: [H(lo), H(hi)], decided (one value) when the interval excludes 0 or is
     at most 0 (H(0) = 0)."""
@@ -227,6 +234,7 @@ INTERVAL_RULES: dict[Op, Callable[[IntervalEvaluation, Node], Box]] = {
     Op.MUL: _mul,
     Op.DIV: _div,
     Op.NEG: _neg,
+    Op.EXP: _exp,
     Op.HEAVISIDE: _heaviside,
     Op.DELTA: _delta,
     Op.INDEX: _monotone(lambda lay, n, v: lay.index(n, v[0])),
