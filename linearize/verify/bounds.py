@@ -17,7 +17,8 @@ from ..ir import Affine, InputError, Node, Program
 from ..ir.form import is_linearized
 from .intervals import IntervalEvaluation
 from .kernels import get_kernels
-from .selection import STRUCTURAL_RULES, match_rank, match_ranked_sum, match_selected_row
+from .patterns import match_rank, match_ranked_sum, match_selected_row
+from .selection import STRUCTURAL_RULES
 
 KEPT, UNDECIDED, DROPPED = 1, 0, -1
 TIES = ("any", "stable")
