@@ -111,8 +111,8 @@ LATEX.update({kind: _latex(kind) for kind in ("program", "derivation", "step")})
 
 
 def __getattr__(name: str) -> object:
-    """`to_sympy`, `check` and `timm` are loaded on first use, so that `import linearize` imports neither sympy
-    nor hypothesis (nor torch)."""
+    """`to_sympy`, `check`, `bounds` and `timm` are loaded on first use, so that `import linearize` imports neither
+    sympy nor hypothesis (nor torch)."""
     if name == "timm":
         import importlib
         return importlib.import_module(".timm", __name__)
@@ -122,4 +122,7 @@ def __getattr__(name: str) -> object:
     if name == "check":
         from .verify.check import check
         return check
+    if name == "bounds":
+        from .verify.bounds import bounds
+        return bounds
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

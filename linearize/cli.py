@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "prove": "prove equivalence over every ordering of the scores, exactly",
     "cost": "count comparisons, rank tests, multiplications and additions, or the MPC cost (--model mpc)",
     "export": "write the linearized program as an ONNX model made only of data-oblivious ops",
+    "bounds": "sound lower and upper bounds on the output over a box of inputs",
 }
 
 
