@@ -84,6 +84,8 @@ def bounds(program: Program, lower: Mapping[str, Any] | None = None, upper: Mapp
     """
     if ties not in TIES:
         raise InputError(f"ties must be one of {', '.join(TIES)}, got {ties!r}")
+    if isinstance(program.output, tuple):  # ToMe's (x, size): not propagated here yet
+        raise InputError(f"{program.name} has {len(program.outputs)} outputs; bounds takes a program with one")
     if not is_linearized(program):
         from ..rewrite import linearize
         program = linearize(program).result

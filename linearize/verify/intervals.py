@@ -183,6 +183,14 @@ def _exp(iv: IntervalEvaluation, n: Node) -> Box:
     return Box(lo, lo if a.exact else OPS[Op.EXP].impl(iv.xp, a.hi), a.axes, False)
 
 
+def _sqrt(iv: IntervalEvaluation, n: Node) -> Box:
+    """sqrt is increasing on [0, inf): [sqrt(max(lo, 0)), sqrt(hi)] (ToMe's norms: sums of squares, never below 0;
+    a box reaching below 0 would be a NaN where the program takes one, and is clipped to where sqrt is defined)."""
+    a = iv.operand(n.src[0])
+    lo = OPS[Op.SQRT].impl(iv.xp, a.lo * iv.as_dtype(a.lo > 0))
+    return Box(lo, lo if a.exact else OPS[Op.SQRT].impl(iv.xp, a.hi), a.axes, a.finite)
+
+
 def _heaviside(iv: IntervalEvaluation, n: Node) -> Box:
     """heaviside is nondecreasing: [H(lo), H(hi)], decided (one value) when the interval excludes 0 or is
     at most 0 (H(0) = 0)."""
@@ -235,6 +243,7 @@ INTERVAL_RULES: dict[Op, Callable[[IntervalEvaluation, Node], Box]] = {
     Op.DIV: _div,
     Op.NEG: _neg,
     Op.EXP: _exp,
+    Op.SQRT: _sqrt,
     Op.HEAVISIDE: _heaviside,
     Op.DELTA: _delta,
     Op.INDEX: _monotone(lambda lay, n, v: lay.index(n, v[0])),
@@ -249,5 +258,5 @@ INTERVAL_RULES: dict[Op, Callable[[IntervalEvaluation, Node], Box]] = {
 
 # ops that select by data: no interval rule; a program must be linearized before its bounds are taken
 LINEARIZE_FIRST: frozenset[Op] = frozenset({
-    Op.ARGSORT, Op.SORT_BY_KEY, Op.TOPK, Op.GATHER, Op.COMPLEMENT, Op.KTH, Op.RANK,
+    Op.ARGSORT, Op.SORT_BY_KEY, Op.TOPK, Op.GATHER, Op.COMPLEMENT, Op.KTH, Op.RANK, Op.ARGMAX, Op.SCATTER_ADD,
 })
