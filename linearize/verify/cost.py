@@ -67,6 +67,22 @@ class _Counter:
         self.data: set[Node] = set()  # nodes that depend on an input
         self.integer: dict[Node, bool] = {}  # nodes whose every value is an integer (a count, an index)
 
+    def read(self) -> tuple[list[Node], dict[Node, sp.Expr]]:
+        """The program's nodes, operands first, with their users, which depend on data and which are integers;
+        and the entries each table's body is read at (`_demands`). A selection left is a CostError."""
+        program = self.program
+        nodes = list(dict.fromkeys(n for o in program.outputs for n in o.toposort()))  # several outputs share nodes
+        bad = [n for n in nodes if OPS[n.op].cost is None]
+        if bad:
+            raise CostError(f"{program.name} is not linearized ({OPS[bad[0].op].name} remains): count linearize(...)")
+        for n in nodes:
+            for s in n.src:
+                self.users[s].append(n)
+            if n.op is Op.INPUT or any(s in self.data for s in n.src):
+                self.data.add(n)
+            self.integer[n] = OPS[n.op].integral(n, [self.integer[s] for s in n.src])
+        return nodes, _demands(self, nodes, self.users)
+
     # --- what the op table's `cost` facets ask ---------------------------------------------------------------
     def comparison_kind(self, n: Node) -> str:
         """A step of a data value is a comparison; of an integer count (a rank) against an index, a rank test."""
@@ -187,18 +203,8 @@ def _reachable(root: Node, leaf: Node) -> list[Node]:
 
 def cost(program: Program) -> Cost:
     """The counts of a linearized program (see the module docstring): each node's `cost` facet in the op table."""
-    nodes = list(dict.fromkeys(n for o in program.outputs for n in o.toposort()))  # several outputs share nodes
-    bad = [n for n in nodes if OPS[n.op].cost is None]
-    if bad:
-        raise CostError(f"{program.name} is not linearized ({OPS[bad[0].op].name} remains): count linearize(...)")
     c = _Counter(program)
-    for n in nodes:
-        for s in n.src:
-            c.users[s].append(n)
-        if n.op is Op.INPUT or any(s in c.data for s in n.src):
-            c.data.add(n)
-        c.integer[n] = OPS[n.op].integral(n, [c.integer[s] for s in n.src])
-    demand = _demands(c, nodes, c.users)
+    nodes, demand = c.read()
     counts = dict.fromkeys(COUNTS, sp.Integer(0))
     for n in (n for n in nodes if n in c.data):
         each = demand.get(n) if n in demand else c.points(c.ranges(n.free))

@@ -32,9 +32,9 @@ from typing import Any
 
 import sympy as sp
 
-from ..ir import OPS, Node, Op
+from ..ir import Node, Op
 from ..ir.program import Program
-from .cost import CostError, _Counter, _demands
+from .cost import CostError, _Counter
 
 COUNTS = ("secret_products", "public_products", "comparisons", "rank_tests")
 DEPTHS = ("multiplicative_depth", "comparison_layers", "rounds")
@@ -141,18 +141,8 @@ class MpcCost:
 
 def mpc_cost(program: Program) -> MpcCost:
     """The MPC counts and depths of a linearized program (the module docstring states the model)."""
-    nodes = list(dict.fromkeys(n for o in program.outputs for n in o.toposort()))  # several outputs share nodes
-    bad = [n for n in nodes if OPS[n.op].cost is None]
-    if bad:
-        raise CostError(f"{program.name} is not linearized ({OPS[bad[0].op].name} remains): count linearize(...)")
     m = _Mpc(program)
-    for n in nodes:
-        for s in n.src:
-            m.users[s].append(n)
-        if n.op is Op.INPUT or any(s in m.data for s in n.src):
-            m.data.add(n)
-        m.integer[n] = OPS[n.op].integral(n, [m.integer[s] for s in n.src])
-    demand = _demands(m, nodes, m.users)
+    nodes, demand = m.read()
     counts = dict.fromkeys(COUNTS, sp.Integer(0))
     depth: dict[Node, Layers] = {}
     for n in nodes:
