@@ -20,11 +20,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from harness import timed
 
 import linearize as L
 from linearize.eval.compiled import SMALL_CALL
@@ -51,17 +51,6 @@ def implementations(x: torch.Tensor, attn: torch.Tensor, k: int, auto: bool) -> 
     return fns
 
 
-def timed(fns: dict[str, Callable[[], Any]], runs: int, calls: int) -> dict[str, list[float]]:
-    for f in fns.values():  # warm up: plans, thread pools
-        f()
-    out: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                f()
-            out[name].append((time.perf_counter() - t0) / calls)
-    return out
 
 
 def child(threads: int, runs: int, configs: list[tuple[int, int, int, int]]) -> list[dict[str, Any]]:

@@ -26,11 +26,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from harness import process_memory, timed
 
 import linearize as L
 
@@ -122,24 +122,8 @@ def check(config: str) -> dict[str, str]:
     return strategies
 
 
-def timed(fns: dict[str, Callable[[], Any]], runs: int, calls: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each function, interleaved: one batch of `calls` calls of each per round."""
-    for f in fns.values():  # warm up: plans, thread pools, caches
-        f()
-    out: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                f()
-            out[name].append((time.perf_counter() - t0) / calls)
-    return out
 
 
-def _status() -> dict[str, int]:
-    with open("/proc/self/status") as fh:
-        return {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in fh)
-                if k in ("VmHWM", "VmRSS")}
 
 
 def memory_child(config: str, impl: str) -> None:
@@ -147,11 +131,11 @@ def memory_child(config: str, impl: str) -> None:
     f = implementations(*inputs(config))[impl]
     f()  # warm up: the plan, the libraries
     gc.collect()
-    before = _status()["VmRSS"]
+    before = process_memory()["VmRSS"]
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset VmHWM to the current resident set
     out = f()
-    peak = _status()["VmHWM"] - before
+    peak = process_memory()["VmHWM"] - before
     print(json.dumps({"rss_peak": peak, "out_bytes": sum(int(o.nbytes) for o in out)}))
 
 
