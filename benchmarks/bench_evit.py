@@ -32,14 +32,13 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from harness import process_memory, timed
+from harness import cpu_model, memory, process_memory, timed
 
 import linearize as L
 from linearize.reference import _select
@@ -112,21 +111,8 @@ def memory_child(config: str, impl: str) -> None:
     print(json.dumps({"rss_peak": peak, "traced_peak": traced, "out_bytes": int(np.asarray(out).nbytes)}))
 
 
-def memory(config: str, impl: str, threads: int) -> dict[str, int]:
-    cmd = [sys.executable, __file__, "--threads", str(threads), "--memory-child", config, impl]
-    # every block of 64 KiB or more is its own mapping, returned when freed: the resident set follows what is live
-    # (glibc's default threshold rises to 32 MiB once such a block is freed, and a reused heap hides the peak)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         entry: dict[str, Any] = {"B": b, "N+1": n + 1, "C": c, "H": h, "k": k, "unit": unit,
                                  "strategies": strategies, "impls": {}}
         for name in IMPLS:
-            mem = None if args.no_memory or b == 1 else memory(config, name, args.threads)
+            mem = None if args.no_memory or b == 1 else memory(__file__, config, name, args.threads)
             peak = f"{mem['rss_peak'] / 2**20:9.1f}" if mem else f"{'-':>9}"
             traced = f"{mem['traced_peak'] / 2**20:11.1f}" if mem and "numpy" in name else f"{'-':>11}"
             print(f"{name:<18} {med[name] * scale:10.3f} {min(times[name]) * scale:10.3f} "

@@ -24,13 +24,12 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from harness import process_memory, timed
+from harness import cpu_model, memory, process_memory, timed
 
 import linearize as L
 
@@ -139,20 +138,8 @@ def memory_child(config: str, impl: str) -> None:
     print(json.dumps({"rss_peak": peak, "out_bytes": sum(int(o.nbytes) for o in out)}))
 
 
-def memory(config: str, impl: str, threads: int) -> dict[str, int]:
-    cmd = [sys.executable, __file__, "--threads", str(threads), "--memory-child", config, impl]
-    # every block of 64 KiB or more is its own mapping, returned when freed: the resident set follows what is live
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
               f" {'/ official':>11}")
         entry: dict[str, Any] = {"B": b, "T": t, "C": c, "c": cm, "r": r, "unit": unit, "strategies": strategies,
                                  "impls": {}}
-        mems = {name: None if args.no_memory or b == 1 else memory(config, name, args.threads) for name in IMPLS}
+        mems = {name: None if args.no_memory or b == 1 else memory(__file__, config, name, args.threads)
+                for name in IMPLS}
         for name in IMPLS:
             mem = mems[name]
             peak = f"{mem['rss_peak'] / 2**20:9.1f}" if mem else f"{'-':>9}"

@@ -56,13 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from ..programs import get
     from ..verify.bounds import bounds
     from . import UsageError
-    from .eval import given_sizes, load_npz
+    from .eval import given_sizes, program_inputs
 
     prog = get(args.program)
-    arrays = load_npz(args.inputs)
-    for name in prog.input_names:
-        if name not in arrays:
-            raise UsageError(f"{args.inputs} has no array {name!r} (it holds {', '.join(arrays) or 'nothing'})")
+    arrays = program_inputs(prog, args.inputs)
     eps = {name: _eps(args, name) for name in prog.input_names}
     sizes = given_sizes(prog, args, arrays)
     lower, upper, exact = {}, {}, {}

@@ -154,6 +154,16 @@ def _named(out: Any) -> dict[str, Any]:
     return {f"out_{i}": o for i, o in enumerate(out)} if isinstance(out, tuple) else {"out": out}
 
 
+def program_inputs(prog: Any, path: str) -> dict[str, Any]:
+    """The program's input arrays, by name, from an .npz file; a missing one is a UsageError naming it."""
+    from . import UsageError
+    arrays = load_npz(path)
+    missing = [name for name in prog.input_names if name not in arrays]
+    if missing:
+        raise UsageError(f"{path} has no array {missing[0]!r} (it holds {', '.join(arrays) or 'nothing'})")
+    return {name: arrays[name] for name in prog.input_names}
+
+
 def output_name(path: str) -> str:
     """The file np.savez writes: it appends .npz to a name without it."""
     return path if path.endswith(".npz") else path + ".npz"
@@ -168,11 +178,7 @@ def run(args: argparse.Namespace) -> int:
     from .forms import REFERENCE_FORMS, program_in_form
 
     prog = get(args.program)
-    arrays = load_npz(args.inputs)
-    for name in prog.input_names:
-        if name not in arrays:
-            raise UsageError(f"{args.inputs} has no array {name!r} (it holds {', '.join(arrays) or 'nothing'})")
-    inputs = {name: arrays[name] for name in prog.input_names}
+    inputs = program_inputs(prog, args.inputs)
     sizes = given_sizes(prog, args, inputs)
     # validate against the program whatever the form, so every form rejects the same inputs
     f = compile(prog, args.backend)
