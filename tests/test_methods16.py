@@ -11,6 +11,7 @@ same comparisons.
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -354,12 +355,17 @@ def test_check_and_prove_pass_from_the_command_line(capsys):
     for name in NAMES:
         assert main(["check", name, "--examples", "60"]) == 0, name
         assert ": ok, 60 examples" in capsys.readouterr().out
-    for target in ("dynamicvit", "dynamicvit-ordered", "linearize.programs.pomt:pomt_selection"):
+    for target in ("dynamicvit", "dynamicvit-ordered", "pomt", "linearize.programs.pomt:pomt_selection"):
         assert main(["prove", target, "--max-n", "6"]) == 0, target
         assert "proved for n <= 6" in capsys.readouterr().out
-    # pomt's comparisons read its computed metric: prove says so, and names the part it can settle
-    assert main(["prove", "pomt", "--max-n", "3"]) == 2
-    assert "linearize prove linearize.programs.pomt:pomt_selection" in capsys.readouterr().err
+    # pomt compares its computed metric: the proof is over the metric's orderings, against the original form that
+    # holds the same metric node, and says why; a torch function (which computes the metric itself) is refused
+    assert main(["prove", "pomt", "--max-n", "4", "--json"]) == 0
+    proof = json.loads(capsys.readouterr().out)
+    assert proof["ok"] and proof["reference"] == {"name": "pomt", "form": "original form"}
+    assert "computes 'metric' itself" in proof["note"]
+    assert main(["prove", "pomt", "--max-n", "3", "--reference", "linearize.reference:pomt_per_image"]) == 2
+    assert "compares the entries of its definition 'metric'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -376,6 +382,9 @@ def test_mutants_are_refuted_by_check_and_prove(name):
         build, reference, original = (lambda bug: pomt_by_hand(bug, selection=True)), pomt_selection(), \
             pomt_selection()
         assert not check(pomt_by_hand("ties-reversed"), references()["pomt_per_image"], examples=300).ok
+        assert prove(pomt_by_hand(None), get("pomt"), max_n=5).ok  # the whole program, cut at its metric
+        for bug in bugs:
+            assert not prove(pomt_by_hand(bug), get("pomt"), max_n=5).ok, bug
     else:
         reference, original = references()[get(name).meta["reference"]], get(name)
     assert check(build(None), reference, examples=60).ok and prove(build(None), original, max_n=5).ok

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from .forms import PIPELINE_HELP, PIPELINE_NAMES, pipeline
 
@@ -57,20 +58,20 @@ def run(args: argparse.Namespace) -> int:
     passes = pipeline(args.pipeline)
     sizes = _sizes(args.size)
     prog, reference, _, ref = sides(args, "program")
+    note = _compared_note(args, prog, reference, ref)
+    if note:  # the declared torch reference computes the compared scores itself: the original form holds them
+        reference, ref = prog, {"name": prog.name, "form": "original form"}
     try:
         with Bar(wanted(args), 0, "region") as bar:
             result = prove(prog, reference, max_n=args.max_n, pipeline=passes, jobs=args.jobs,
                            channels=args.channels, sizes=sizes, reference_name=ref["name"],
                            progress=lambda done, total, n: bar.update(done, total, f"n = {n}"))
     except ProveError as e:
-        # a program whose comparisons read a computed score (POMT's metric) may name the part that can be proved
-        via = (prog.meta or {}).get("prove")
-        hint = f"; its selection, with the score as an input, can be: linearize prove {via}" if via else ""
-        raise UsageError(f"{e}{hint}") from None
+        raise UsageError(str(e)) from None
     c = f"{result.candidate['name']} ({result.candidate['form']})"
     r = f"{result.reference['name']} ({result.reference['form']})"
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), **({"note": note} if note else {})}, indent=2))
     elif result.ok:
         sizes_text = ", ".join(f"{k}: {v}" for k, v in result.sizes.items())
         exact = "rational arithmetic" if result.exact == "rational" else "float64 on small integers"
@@ -80,8 +81,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"  sizes: {sizes_text}")
         if result.assumption:
             print(f"  assuming {result.assumption}")
+        if note:
+            print(f"  {note}")
     else:
         settled = f"{result.regions:,} region{'' if result.regions == 1 else 's'}"
         print(f"{result.program}: refuted: {c} differs from {r}; after {settled} settled, the first failing one:")
         print(result.counterexample)
     return 0 if result.ok else 1
+
+
+def _compared_note(args: argparse.Namespace, prog: Any, reference: Any, ref: dict[str, str]) -> str | None:
+    """Why the proof compares with the original form, when the program compares a definition of its own (POMT's
+    metric) and declares a torch reference, which computes that definition itself and so cannot be cut there."""
+    from ..ir.form import is_linearized
+    from ..ir.program import Program
+    from ..verify.cut import compared_definition
+    name = compared_definition(prog)
+    if args.reference or name is None or isinstance(reference, Program) or is_linearized(prog):
+        return None
+    return (f"against its original form: the declared reference {ref['name']} ({ref['form']}) computes {name!r} "
+            f"itself, and the proof takes {name!r}, one node of both forms, as the compared scores; "
+            f"`linearize check {prog.name}` compares with {ref['name']}")

@@ -37,7 +37,7 @@ def pomt() -> Program:
         doc="POMT: score each patch token by its max-over-heads attention received (normalized by the image's "
             "maximum) plus a softmax of its values' max over heads; keep the CLS token and the N - 1 - r best, in "
             "descending order, then the mean of the r + 1 others. r == 0 or N - 1 - r <= 1 returns x unchanged.",
-        meta={"reference": "pomt_per_image", "prove": "linearize.programs.pomt:pomt_selection"},
+        meta={"reference": "pomt_per_image", "compared": "metric"},  # prove: every weak ordering of the metric (cut.py)
         requires={"attn": "positive"},
     )
 

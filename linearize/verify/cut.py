@@ -82,10 +82,11 @@ def split_quotients(programs: Sequence[Program]) -> list[Program]:
 
 
 def for_proof(programs: Sequence[Program]) -> list[Program] | str:
-    """The sides as a proof takes them: cut at the compared definition the first declares, quotients split, and
-    no conditions on values (size > 0): the proof shows the sides equal as polynomials, at every value, which its
-    lattice points (zeros among them) need."""
-    name = compared_definition(programs[0])
+    """The sides as a proof takes them: cut at the compared definition a side declares (the reference's, for a
+    hand-written candidate that reuses the original's metric), quotients split, and no conditions on values
+    (size > 0): the proof shows the sides equal as polynomials, at every value, which its lattice points (zeros
+    among them) need."""
+    name = next((n for p in programs if (n := compared_definition(p)) is not None), None)  # either side's
     if name is not None:
         cut_sides = cut(programs, name)
         if isinstance(cut_sides, str):
