@@ -21,6 +21,7 @@ import numpy as np
 
 from ..ir import Sym
 from ..ir.program import REQUIREMENTS, InputError, Program
+from ..ir.reads import Key, key_text, read_views
 from .backends import get_backend
 from .generic import generic_step
 from .plan import Plan
@@ -32,6 +33,7 @@ __all__ = ["SMALL_CALL", "Compiled", "compile", "on_threads"]
 # Input elements below which threads="auto" runs a torch call on one thread: at these sizes waking and joining
 # a second thread costs more than it saves, and far more on a busy host (docs/performance.md, "Threads").
 SMALL_CALL = 1 << 23
+Read = tuple[str, Key, str]  # an input's name, the key of a view of it the program reads, that view as text
 
 
 def on_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any:
@@ -124,13 +126,6 @@ class Compiled:
                                  f"dtypes disagree: {', '.join(f'{k} is {b.dtype}' for k, b in seen)}")
             arrays[name] = a
             shapes.append(sh)
-        if arrays and not xp.sums_finite(list(arrays.values())):  # one sum over all: a finite total proves them all
-            for name, a in arrays.items():  # finite, so only a bad (or overflowing) total looks at each
-                if not xp.isfinite_all(a):
-                    raise InputError(f"{name} contains NaN or infinite values")
-        for name, condition in self._requires.items():  # the program's own conditions on values (ToMe: size > 0)
-            if not _HOLDS[condition](arrays[name]):
-                raise InputError(f"{name} {REQUIREMENTS[condition]}")
         given = {}
         for s in self._given:
             if s in kwargs:
@@ -145,11 +140,33 @@ class Compiled:
         key = (tuple(shapes), tuple([int(v) for v in given.values()]), dtype)
         return arrays, given, key
 
+    def _values(self, arrays: dict[str, Any], reads: tuple[Read, ...]) -> None:
+        """What the program reads of the inputs is finite (one host read: a finite total proves every entry), and
+        the program's own conditions on values hold (POMT: attn > 0)."""
+        xp = self.backend
+        views = [arrays[name][key] for name, key, _ in reads]
+        if views and not xp.sums_finite(views):
+            for (name, _, where), view in zip(reads, views):  # only a bad (or overflowing) total looks at each
+                if not xp.isfinite_all(view):
+                    raise InputError(f"{name} contains NaN or infinite values"
+                                     + (f" in {name}{where}, which the program reads" if where else ""))
+        for name, condition in self._requires.items():
+            if not _HOLDS[condition](arrays[name]):
+                raise InputError(f"{name} {REQUIREMENTS[condition]}")
+
+    def _reads(self, env: Mapping[Sym, int], arrays: dict[str, Any]) -> tuple[frozenset, tuple[Read, ...]]:
+        """(the views of inputs read, each input's (name, key, where) to test): reads.py, at these sizes."""
+        views = read_views(self.program.active_roots(env), self.program.inputs, env)
+        tests = tuple((x.arg[0], key, "" if v is x else key_text(key, tuple(arrays[x.arg[0]].shape[1:])))
+                      for x, found in views.items() for v, key in found)
+        return frozenset(v for found in views.values() for v, _ in found), tests
+
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
         """Check the inputs and sizes; return the sizes by symbol, the arrays and their dtype."""
         arrays, given, _ = self._check(kwargs)
         env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
         self.program.check_reductions(env)
+        self._values(arrays, self._reads(env, arrays)[1])
         return env, arrays, next(iter(arrays.values())).dtype
 
     def plan(self, **kwargs: Any) -> Plan:
@@ -162,8 +179,10 @@ class Compiled:
             env = self.program.bind_sizes({k: tuple(a.shape[1:]) for k, a in arrays.items()}, given, batched=True)
             self.program.check_reductions(env)
             first = next(iter(arrays.values()))
+            checked, tests = self._reads(env, arrays)
             plan = Planner(self.backend, env, first.shape[0], first.dtype, STRATEGIES, generic_step,
-                           self.strategy).plan(self.program.active_root(env))
+                           self.strategy, checked).plan(self.program.active_root(env))
+            plan.reads = tests
             if len(self._plans) >= self.cache_size:
                 self._plans.pop(next(iter(self._plans)))
             self._plans[key] = plan
@@ -186,6 +205,7 @@ class Compiled:
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plan(arrays, given, key)
+        self._values(arrays, plan.reads)
         n = self.thread_count(key) if self.threads is not None else None
         # the plan gives its output the batch axis
         return plan.run(arrays) if n is None else on_threads(n, plan.run, arrays)

@@ -44,7 +44,7 @@ def broadcast(P: Planner, metas: list[Meta]) -> tuple[list[tuple[int, ...]], Met
 
 # --- leaves -----------------------------------------------------------------------------------------------
 def _input(P: Planner, n: Node) -> int:
-    s = P.new(Meta((), (), P.own(n), P.batch, finite=True))  # the inputs are checked
+    s = P.new(Meta((), (), P.own(n), P.batch, finite=P.is_checked(n)))  # where the call checks it whole
     P.inputs[n.arg[0]] = s
     return s
 
@@ -110,7 +110,7 @@ def _index(P: Planner, n: Node) -> int:
         rest = [p for p in range(1 + len(mx.axes), 1 + len(mx.axes) + len(mx.own) - 1 + len(iaxes))
                 if not pos <= p < pos + len(iaxes)]
         perm = permuter(P.xp, [0, *(where[a] for a in axes), *rest])
-        meta = Meta(axes, tuple(P.size(a) for a in axes), own, mx.batch, mx.kind, mx.finite)
+        meta = Meta(axes, tuple(P.size(a) for a in axes), own, mx.batch, mx.kind, mx.finite or P.is_checked(n))
         if isinstance(key, slice) and key.indices(dim) == (0, dim, 1) and perm is None:  # every row, in order
             return P.alias(xs, meta)
         if perm is None and not isinstance(key, slice | int):
@@ -137,7 +137,7 @@ def _slice(P: Planner, n: Node) -> int:
     if not 0 <= a <= b <= mx.shape[pos]:
         raise InputError(f"slice {a}:{b} out of range for an axis of size {mx.shape[pos]} in `{show(n)}`")
     own = mx.own[:axis] + (b - a,) + mx.own[axis + 1:]
-    return view(P, xs, (slice(None),) * pos + (slice(a, b),), replace(mx, own=own))
+    return view(P, xs, (slice(None),) * pos + (slice(a, b),), replace(mx, own=own, finite=mx.finite or P.is_checked(n)))
 
 
 def static_key(values: list[int]) -> int | slice | None:

@@ -64,11 +64,14 @@ class Planner:
     """Builds the Plan of one root at concrete sizes: `Planner(...).plan(root)`."""
 
     def __init__(self, backend: Backend, env: Mapping[Sym, int], batch: int, dtype: Any,
-                 strategies: Sequence[Strategy], generic: Callable[[Node], Choice], mode: str = "oblivious"):
+                 strategies: Sequence[Strategy], generic: Callable[[Node], Choice], mode: str = "oblivious",
+                 checked: frozenset[Node] | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown strategy {mode!r}; choose one of {', '.join(MODES)}")
         self.xp, self.env, self.batch, self.dtype = backend, dict(env), batch, dtype
         self.mode = mode
+        # the inputs and views of inputs the call checks finite (reads.py); None: every input, whole
+        self.checked = checked
         self.oblivious = mode != "sort"  # kernels whose operations do not depend on the values
         self.strategies = tuple(strategies) if mode != "generic" else ()
         self.generic = generic
@@ -103,6 +106,10 @@ class Planner:
 
     def own(self, n: Node) -> tuple[int, ...]:
         return tuple(d.value(self.env) for d in n.shape)
+
+    def is_checked(self, n: Node) -> bool:
+        """Is this input, or view of an input, checked finite by the call (so finite for certain)?"""
+        return n in self.checked if self.checked is not None else n.op is Op.INPUT
 
     def layout(self, n: Node, batch: int, kind: str = "float") -> Meta:
         """The layout the generic steps give a node: its free variables' axes, then its own shape."""

@@ -3,9 +3,9 @@
 The module's class is generated as Python source (codegen.py writes `forward`, one line per node), executed
 in a namespace holding only torch, and kept as `module.source`: save it to a .py file and it imports with
 torch alone. Sizes not read off the inputs (k) and size-level early returns (`if k == N: return x`) are
-resolved here, once; the batch axis stays dynamic. Input checks (shapes, floating dtype, finiteness) run at
-the Python boundary in a forward pre-hook that steps aside while torch traces, compiles or exports, so
-`forward` itself has no `.item()` and no data-dependent branch.
+resolved here, once; the batch axis stays dynamic. Input checks (shapes, floating dtype, finiteness of what
+forward reads: ir/reads.py) run at the Python boundary in a forward pre-hook that steps aside while torch
+traces, compiles or exports, so `forward` itself has no `.item()` and no data-dependent branch.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from ..ir.nodes import IRError, Sym
 from ..ir.ops import SELECTIONS
 from ..ir.program import InputError, Program
+from ..ir.reads import key_text, read_views
 from .codegen import Generator, identifier
 
 _CLASS = '''\
@@ -41,6 +42,7 @@ class {cls}(torch.nn.Module):
     input_shapes = {shapes!r}  # without the leading batch axis
     outputs = {outputs!r}  # how many arrays forward returns (a tuple when more than one)
     requires = {requires!r}  # conditions on values the inputs must meet (Program.requires)
+    reads = {reads!r}  # (input, key, where): the views of the inputs forward reads, checked finite
 
     def __init__(self, dtype=torch.float32, validate=True):
         super().__init__()
@@ -79,9 +81,10 @@ class {cls}(torch.nn.Module):
             if t.shape[0] != first.shape[0] or t.dtype != first.dtype:
                 raise ValueError(f"{{names[0]}} and {{n}} disagree: {{list(first.shape)}} {{first.dtype}} "
                                  f"against {{list(t.shape)}} {{t.dtype}}")
-        for n in names:
-            if not bool(torch.isfinite(given[n]).all()):
-                raise ValueError(f"{{n}} contains NaN or infinite values")
+        for n, key, where in self.reads:  # what forward reads of each input (linearize/ir/reads.py)
+            if not bool(torch.isfinite(given[n][key]).all()):
+                raise ValueError(f"{{n}} contains NaN or infinite values" + (where and f" in {{n}}{{where}}, which the "
+                                 "program reads"))
         for n, condition in self.requires:  # the program's conditions on values (ToMe: size > 0)
             t = given[n]
             if condition == "positive" and not bool((t > 0).all()):
@@ -133,6 +136,10 @@ def module_source(program: Program, **static_sizes: int) -> tuple[str, str]:
             raise IRError(f"input name {name!r} cannot be a parameter of forward")
     gen = Generator(program, env)
     body = gen.forward(program.active_root(env))
+    shapes = {n.arg[0]: tuple(d.value(env) for d in n.arg[1]) for n in program.inputs}
+    reads = tuple((x.arg[0], key, "" if v is x else key_text(key, shapes[x.arg[0]]))
+                  for x, found in read_views(program.active_roots(env), program.inputs, env).items()
+                  for v, key in found)
     cls = identifier("".join(w.capitalize() for w in program.name.replace("-", "_").split("_")) or "Program",
                      set()) + "Oblivious"
     sizes = {s.name: v for s, v in sorted(env.items(), key=lambda t: t[0].name) if not s.derived}
@@ -143,7 +150,7 @@ def module_source(program: Program, **static_sizes: int) -> tuple[str, str]:
            + textwrap.indent(str(program), "    "))
     source = _CLASS.format(doc=doc.replace('"""', "'''").replace("\\", "\\\\"), cls=cls, name=program.name,
                            sizes_text=sizes_text, sizes=sizes,
-                           shapes={n.arg[0]: tuple(d.value(env) for d in n.arg[1]) for n in program.inputs},
+                           shapes=shapes, reads=reads,
                            buffers=buffers, params=", ".join(names), first=names[0],
                            outputs=len(program.outputs), requires=tuple(program.requires),
                            body=textwrap.indent(body, " " * 8))
