@@ -21,7 +21,7 @@ import numpy as np
 
 from ..ir import Sym
 from ..ir.program import REQUIREMENTS, InputError, Program
-from ..ir.reads import Key, key_text, read_views
+from ..ir.reads import key_text, read_views
 from .backends import get_backend
 from .generic import generic_step
 from .plan import Plan
@@ -33,7 +33,8 @@ __all__ = ["SMALL_CALL", "Compiled", "compile", "on_threads"]
 # Input elements below which threads="auto" runs a torch call on one thread: at these sizes waking and joining
 # a second thread costs more than it saves, and far more on a busy host (docs/performance.md, "Threads").
 SMALL_CALL = 1 << 23
-Read = tuple[str, Key, str]  # an input's name, the key of a view of it the program reads, that view as text
+# an input's name, a function taking the view of it the program reads (None: all of it), that view as text
+Read = tuple[str, Callable[[Any], Any] | None, str]
 
 
 def on_threads(n: int, fn: Callable[..., Any], *args: Any) -> Any:
@@ -144,7 +145,7 @@ class Compiled:
         """What the program reads of the inputs is finite (one host read: a finite total proves every entry), and
         the program's own conditions on values hold (POMT: attn > 0)."""
         xp = self.backend
-        views = [arrays[name][key] for name, key, _ in reads]
+        views = [arrays[name] if view is None else view(arrays[name]) for name, view, _ in reads]
         if views and not xp.sums_finite(views):
             for (name, _, where), view in zip(reads, views):  # only a bad (or overflowing) total looks at each
                 if not xp.isfinite_all(view):
@@ -156,8 +157,10 @@ class Compiled:
 
     def _reads(self, env: Mapping[Sym, int], arrays: dict[str, Any]) -> tuple[frozenset, tuple[Read, ...]]:
         """(the views of inputs read, each input's (name, key, where) to test): reads.py, at these sizes."""
-        views = read_views(self.program.active_roots(env), self.program.inputs, env)
-        tests = tuple((x.arg[0], key, "" if v is x else key_text(key, tuple(arrays[x.arg[0]].shape[1:])))
+        views, xp = read_views(self.program.active_roots(env), self.program.inputs, env), self.backend
+        tests = tuple((x.arg[0], None, "") if v is x else
+                      (x.arg[0], xp.viewer(key, tuple(arrays[x.arg[0]].shape)),
+                       key_text(key, tuple(arrays[x.arg[0]].shape[1:])))
                       for x, found in views.items() for v, key in found)
         return frozenset(v for found in views.values() for v, _ in found), tests
 
