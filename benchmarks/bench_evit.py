@@ -1,6 +1,7 @@
 """The official EViT token selection vs the compiled linearized EViT, side by side in one process.
 
-    python benchmarks/bench_evit.py [--threads 2] [--runs 9] [--no-memory] [--configs ...] [--scaling] [--json OUT]
+    python benchmarks/bench_evit.py [--threads 2] [--runs 9] [--no-memory] [--configs ...] [--impls ...]
+                                    [--scaling] [--steps] [--json OUT]
 
 For DeiT-S (C=384, H=6) and ViT-B/16 (C=768, H=12) at B=64, N+1=197, keep rate 0.7 (k = ceil(0.7 * 196) = 138),
 and B=1, N+1=17 (C=384, H=6, k=12), float32, it times, interleaved (one call of each implementation per round, the
@@ -16,7 +17,9 @@ median of --runs rounds; at B=1 a round is 200 calls of each):
                       (data-dependent)
 
 Each linearized call checks its inputs (shapes, dtypes, finiteness of x and attn) and runs its cached plan.
-`--scaling` runs B=8, C=384, H=6 at N+1 = 17, 33, 65, 197, 401, 577 and 1025 instead (keep rate 0.7).
+`--scaling` runs B=8, C=384, H=6 at N+1 = 17, 33, 65, 197, 401, 577 and 1025 instead (keep rate 0.7). `--steps`
+times the oblivious/torch call's parts instead: its input check and each step of its plan, beside the official
+core and the whole call.
 
 Every output is checked against the official reference before timing: the kept rows must be equal, the fused token
 equal to 1e-5. The peak memory of one call is measured in a fresh subprocess per implementation: the rise of the
@@ -93,6 +96,27 @@ def check(config: str) -> dict[str, str]:
 
 
 
+def steps(config: str, runs: int) -> None:
+    """The oblivious/torch call taken apart: its input check and each step of its plan, on that step's own inputs,
+    timed interleaved with the official core and the whole call."""
+    x, attn, k = inputs(config)
+    f = L.compile(L.linearize(L.programs.get("evit")).result, "torch")
+    plan = f.plan(x=x, attn=attn, k=k)
+    vals: dict[int, Any] = {**plan.consts, **{slot: {"x": x, "attn": attn}[name] for name, slot in plan.inputs.items()}}
+    fns: dict[str, Callable[[], Any]] = {"official core": lambda: _select(x, attn, k, stable=False, extra=True),
+                                         "oblivious/torch": lambda: f(x=x, attn=attn, k=k),
+                                         "input check": lambda: f.validate(x=x, attn=attn, k=k)}
+    for s in plan.steps:
+        args = [vals[i] for i in s.ins]
+        vals[s.out] = s.fn(*args)
+        fns[f"{s.strategy}: {str(s.node)[:48]}"] = lambda fn=s.fn, args=args: fn(*args)
+    times = timed(fns, runs)
+    core = statistics.median(times["official core"])
+    print(f"\n## {config}, the oblivious/torch call taken apart (median ms, / official core)")
+    for name, ts in times.items():
+        print(f"{name:<60} {statistics.median(ts) * 1e3:8.3f} {statistics.median(ts) / core:6.2f}x")
+
+
 def memory_child(config: str, impl: str) -> None:
     """One call of one implementation in this fresh process: print its peak memory as JSON."""
     import tracemalloc
@@ -122,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--configs", nargs="+", choices=list(SHAPES), default=None, help="which sizes to run")
     ap.add_argument("--scaling", action="store_true", help="B=8, C=384, H=6 at N+1 = 17 ... 1025")
+    ap.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS),
+                    help="which implementations to time (default all; the official ones always run, as the "
+                         "ratios' denominators): e.g. torch only, so that numpy's BLAS threads do not share the "
+                         "cores with torch's")
+    ap.add_argument("--steps", action="store_true", help="time the oblivious/torch call's input check and each "
+                                                        "plan step instead, beside the official core")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--memory-child", nargs=2, metavar=("CONFIG", "IMPL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -133,12 +163,18 @@ def main(argv: list[str] | None = None) -> int:
           f"numpy {np.__version__}, float32, keep rate {KEEP}, median of {args.runs} interleaved rounds")
     results: dict[str, Any] = {"threads": args.threads, "runs": args.runs, "cpu": cpu_model(), "configs": {}}
     configs = args.configs or list(SCALING if args.scaling else CONFIGS)
+    if args.steps:
+        for config in configs:
+            steps(config, args.runs)
+        return 0
     for config in configs:
         b, n, c, h = SHAPES[config]
         strategies = check(config)
         x, attn, k = inputs(config)
         calls = 200 if b == 1 else 1
-        times = timed(implementations(x, attn, k), args.runs, calls)
+        chosen = ["official", "official core", *(i for i in args.impls if not i.startswith("official"))]
+        times = timed({name: f for name, f in implementations(x, attn, k).items() if name in chosen}, args.runs,
+                      calls)
         med = {name: statistics.median(ts) for name, ts in times.items()}
         unit, scale = ("us", 1e6) if b == 1 else ("ms", 1e3)
         print(f"\n## {config}: B={b}, N+1={n + 1}, C={c}, H={h}, k={k}   (outputs checked against the official code)")
@@ -146,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
               f" {'peak MiB':>9} {'traced MiB':>11}")
         entry: dict[str, Any] = {"B": b, "N+1": n + 1, "C": c, "H": h, "k": k, "unit": unit,
                                  "strategies": strategies, "impls": {}}
-        for name in IMPLS:
+        for name in chosen:
             mem = None if args.no_memory or b == 1 else memory(__file__, config, name, args.threads)
             peak = f"{mem['rss_peak'] / 2**20:9.1f}" if mem else f"{'-':>9}"
             traced = f"{mem['traced_peak'] / 2**20:11.1f}" if mem and "numpy" in name else f"{'-':>11}"

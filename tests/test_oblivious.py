@@ -23,6 +23,7 @@ ALLOWED = {
     "bitwise_and", "logical_not", "bitwise_not", "isfinite",
     # reductions and matrix products
     "sum", "mean", "all", "bmm", "mm", "matmul",
+    "_linear_pointwise",  # oneDNN's matmul, image by image for a large product (linearize/eval/products.py)
     # static views, reshapes, copies and concatenation
     "as_strided", "view", "_unsafe_view", "reshape", "_reshape_alias", "unsqueeze", "squeeze", "expand", "permute",
     "transpose", "t", "slice", "select", "alias", "detach", "clone", "contiguous", "_to_copy", "copy_", "flip",
@@ -74,7 +75,8 @@ def record(f, x, attn, k) -> tuple[Recorder, torch.Tensor]:
     return rec, out
 
 
-SIZES = [(1, 16, 8, 2, 5), (1, 16, 8, 2, 1), (4, 16, 8, 2, 11), (3, 10, 5, 3, 9), (2, 40, 6, 2, 28), (5, 7, 4, 1, 3)]
+SIZES = [(1, 16, 8, 2, 5), (1, 16, 8, 2, 1), (4, 16, 8, 2, 11), (3, 10, 5, 3, 9), (2, 40, 6, 2, 28), (5, 7, 4, 1, 3),
+         (2, 196, 128, 2, 138)]  # the last: a product large enough for oneDNN image by image (products.LARGE)
 
 
 @pytest.mark.parametrize("name", ["evit", "topk"])
@@ -143,3 +145,30 @@ def test_numpy_runs_the_same_plan():
     assert plans[0].mode == plans[1].mode == "oblivious"
     out = L.compile(linearized("evit"), "numpy")(x=x.numpy(), attn=attn.numpy(), k=7)
     np.testing.assert_allclose(out, REFERENCES["evit"]["stable"](x, attn, 7).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_large_product_runs_onednn_image_by_image_where_it_can():
+    """At a size past products.LARGE the rows product is oneDNN's matmul per image when the op is there (and then
+    the recorder sees it), and torch.bmm otherwise; float64 and autograd always take bmm."""
+    from linearize.eval.products import LARGE, onednn_linear, torch_rows_product
+    b, n, c, h, k = SIZES[-1]
+    assert (k + 2) * (n + 1) * c >= LARGE
+    x, attn = inputs(6, b, n, c, h, ties=True)
+    f = L.compile(linearized("evit"), "torch")
+    f(x=x, attn=attn, k=k)
+    rec, _ = record(f, x, attn, k)
+    assert ("_linear_pointwise" in rec.ops) == (onednn_linear() is not None)
+    assert ("bmm" in rec.ops) == (onednn_linear() is None)
+    g = torch.Generator().manual_seed(7)
+    y = torch.randn(3, 300, 128, generator=g)
+    d = torch.zeros(3, 120, 300)
+    d[:, torch.arange(120), torch.randperm(300, generator=g)[:120]] = 1.0
+    assert torch.equal(torch_rows_product(d, y), torch.bmm(d, y))  # one-hot rows: moved bit for bit
+    w = torch.rand(3, 120, 300, generator=g)
+    torch.testing.assert_close(torch_rows_product(w, y), torch.bmm(w, y), rtol=1e-5, atol=1e-4)
+    for dd, yy in ((d.double(), y.double()), (d, y.clone().requires_grad_())):
+        with Recorder() as rec:
+            out = torch_rows_product(dd, yy)
+        assert "bmm" in rec.ops and "_linear_pointwise" not in rec.ops
+    out.sum().backward()
+    assert yy.grad is not None

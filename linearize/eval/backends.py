@@ -51,6 +51,7 @@ class Backend:
     pair_ranks: Callable[[Any, bool, Any, bool], Any]
     einsum: Callable[..., Any]  # (spec, *operands)
     bmm: Callable[[Any, Any], Any]  # [G, m, k] @ [G, k, n] -> [G, m, n]
+    rows_product: Callable[[Any, Any], Any]  # bmm for the rows strategy's large product (torch: products.py)
     count_below: Callable[[Any, Any, bool], Any]  # (a [G, n], v [G, m], inclusive) -> #{a < v} or #{a <= v}, int64
     unpermute: Callable[[Any, Any], Any]  # (order [G, n], values [G, n]) -> out[g, order[g, p]] = values[g, p]
     ties_before: Callable[[Any], Any]  # u [G, n] -> #{j < i: u[g, j] == u[g, i]}, int64, by one stable sort
@@ -184,6 +185,7 @@ NUMPY = Backend(
     pair_ranks=_np_pair_ranks,
     einsum=np.einsum,
     bmm=np.matmul,
+    rows_product=np.matmul,
     count_below=_np_count_below,
     ties_before=_np_ties_before,
     unpermute=_np_unpermute,
@@ -195,6 +197,8 @@ NUMPY = Backend(
 
 def _torch_backend() -> Backend:
     import torch
+
+    from .products import torch_rows_product
 
     def convert(x: Any) -> Any:
         if isinstance(x, torch.Tensor):
@@ -341,6 +345,7 @@ def _torch_backend() -> Backend:
         pair_ranks=pair_ranks,
         einsum=torch.einsum,
         bmm=torch.bmm,  # much less overhead than matmul's broadcasting for small operands
+        rows_product=torch_rows_product,
         count_below=count_below,
         ties_before=ties_before,
         unpermute=lambda o, values: torch.empty_like(values).scatter_(-1, o, values),

@@ -203,6 +203,12 @@ class Compiled:
             n = self._threads[key] = 1 if elements < SMALL_CALL else None
         return n
 
+    def validate(self, **kwargs: Any) -> None:
+        """Everything a call checks (shapes, dtypes, sizes, finiteness of what the program reads, conditions on
+        values), without computing: raises InputError on bad input."""
+        arrays, given, key = self._check(kwargs)
+        self._values(arrays, (self._plans.get(key) or self._plan(arrays, given, key)).reads)
+
     def __call__(self, **kwargs: Any) -> Any:
         arrays, given, key = self._check(kwargs)
         plan = self._plans.get(key)

@@ -145,7 +145,7 @@ def _build_rows(P: Planner, Y: Node, parts: list[Part]) -> int:
             xp.fill_zero(region(d))
         for write, a, b in writers:
             write(d, *operands[a:b])
-        out = xp.bmm(d, y.reshape(flat_y) if reshape_y else y)
+        out = xp.rows_product(d, y.reshape(flat_y) if reshape_y else y)
         return out.reshape(out_shape) if reshape_out else out
     return P.emit(product_of_rows, ins, Meta((), (), (total, *rest), B, "float", False))
 
