@@ -172,3 +172,10 @@ def test_the_large_product_runs_onednn_image_by_image_where_it_can():
         assert "bmm" in rec.ops and "_linear_pointwise" not in rec.ops
     out.sum().backward()
     assert yy.grad is not None
+    before, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, False  # the user turned oneDNN off
+    try:
+        with Recorder() as rec:
+            torch_rows_product(d, y)
+    finally:
+        torch.backends.mkldnn.enabled = before
+    assert "bmm" in rec.ops and "_linear_pointwise" not in rec.ops

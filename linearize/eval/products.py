@@ -7,10 +7,12 @@ Zen 5 host). oneDNN, which torch also ships, picks by CPU features: its matmul, 
 product at ViT-B/16 in about 10 ms against bmm's 15.5 ms, one image per call (`benchmarks/bench_evit.py --steps`).
 
 Used only where it is a plain product: float32, no autograd (the op has no derivative), a product of at least
-LARGE multiply-adds per image (below that a call's overhead loses), and the op present and exact here: at first
-use it must move the rows of a one-hot product bit for bit, as a product with one nonzero term per sum does in any
-order of summation. The choice reads shapes, the dtype and autograd's state, never a value: the sequence of
-operations stays data-oblivious.
+LARGE multiply-adds per image (below that a call's overhead loses), oneDNN not turned off
+(`torch.backends.mkldnn.enabled`), and the op present and exact here: at first use it must move the rows of a
+one-hot product bit for bit, as a product with one nonzero term per sum does in any order of summation. The
+choice reads shapes, the dtype, autograd's state and torch's flags, never a value: the sequence of operations
+stays data-oblivious. Under OMP_WAIT_POLICY=PASSIVE each image's call wakes the sleeping OpenMP workers, and the
+product is then about as slow as bmm's (docs/performance.md, "The product").
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ def torch_rows_product(d: Any, y: Any) -> Any:
             or (torch.is_grad_enabled() and (d.requires_grad or y.requires_grad))):
         return torch.bmm(d, y)
     op = onednn_linear()
-    if op is None:
-        return torch.bmm(d, y)
+    if op is None or not torch.backends.mkldnn.is_available() or not _enabled(torch):
+        return torch.bmm(d, y)  # no oneDNN, or the user turned it off (torch.backends.mkldnn.enabled = False)
     out = torch.empty((G, m, n), dtype=d.dtype)
     for g in range(G):
         out[g] = op(d[g], y[g].t(), None, "none", [], "")
     return out
+
+
+def _enabled(torch: Any) -> bool:
+    flag = getattr(torch._C, "_get_mkldnn_enabled", None)
+    return True if flag is None else bool(flag())
