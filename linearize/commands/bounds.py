@@ -8,7 +8,7 @@ import math
 import time
 from typing import Any
 
-from .forms import size_arg
+from .forms import add_size_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,13 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eps", type=float, help="the box's half-width for every input (centre +- eps)")
     parser.add_argument("--eps-x", type=float, help="the half-width for x (overrides --eps)")
     parser.add_argument("--eps-attn", type=float, help="the half-width for attn (overrides --eps)")
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--k", type=int, help="the number of tokens kept, 1 <= k <= N")
-    size.add_argument("--keep-rate", type=float, metavar="R",
-                      help="k from a keep rate, as the program's official code computes it: ceil(R * N) for EViT "
-                           "and Top-K, int(R * N) (a floor) for DynamicViT")
-    parser.add_argument("--size", action="append", default=[], type=size_arg, metavar="NAME=VALUE",
-                        help="any other size the program takes, e.g. --size r=4 for POMT (repeat for more)")
+    add_size_arguments(parser)
     parser.add_argument("--out", help=".npz to write: lower, upper and, for a selection, rank_lower, rank_upper, "
                                       "status")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

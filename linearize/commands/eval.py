@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .forms import FORMS, FORMS_HELP, size_arg
+from .forms import FORMS, FORMS_HELP, add_size_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,13 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="OUT.npz",
                         help="the .npz file to write, holding `out` (out_0, out_1, ... for several outputs; .npz is "
                              "appended to a name without it)")
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--k", type=int, help="the number of tokens kept, 1 <= k <= N")
-    size.add_argument("--keep-rate", type=float, metavar="R",
-                      help="k from a keep rate, as the program's official code computes it: ceil(R * N) for EViT "
-                           "and Top-K, int(R * N) (a floor) for DynamicViT")
-    parser.add_argument("--size", action="append", default=[], type=size_arg, metavar="NAME=VALUE",
-                        help="any other size the program takes, e.g. --size r=4 for POMT (repeat for more)")
+    add_size_arguments(parser)
     parser.add_argument("--form", choices=FORMS, required=True, help=FORMS_HELP)
     parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
                         help="the backend for the original and linearized forms (the reference forms are torch "

@@ -32,6 +32,17 @@ def size_arg(text: str) -> tuple[str, int]:
     return name, int(value)
 
 
+def add_size_arguments(parser: Any) -> None:
+    """--k | --keep-rate and --size, the sizes of `eval` and `bounds` (read back by commands.eval.given_sizes)."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--k", type=int, help="the number of tokens kept, 1 <= k <= N")
+    size.add_argument("--keep-rate", type=float, metavar="R",
+                      help="k from a keep rate, as the program's official code computes it: ceil(R * N) for EViT "
+                           "and Top-K, int(R * N) (a floor) for DynamicViT")
+    parser.add_argument("--size", action="append", default=[], type=size_arg, metavar="NAME=VALUE",
+                        help="any other size the program takes, e.g. --size r=4 for POMT (repeat for more)")
+
+
 def size_syms(prog: Program) -> dict[str, Any]:
     """The program's sizes by name (those of its inputs' shapes and those it is given), as Syms."""
     syms = {s.name: s for n in prog.inputs for d in n.arg[1] for s in d.syms}
