@@ -72,20 +72,22 @@ def token_rows(iv: IntervalEvaluation, x: Node, i: Sym, n: int) -> tuple[Box, in
     raise AssertionError(f"token_rows: unexpected axes {b.axes}")  # excluded by the pattern's free-variable test
 
 
-def _ranks(iv: IntervalEvaluation, rank: Node) -> tuple[Any, Any] | None:
-    iv.box(rank)
-    return iv.ranks.get(rank)
+def _matched(iv: IntervalEvaluation, match: Any, n: Node) -> tuple[Any, Any, Any] | None:
+    """(the pattern's match, rank_lo, rank_hi) when n matches and its rank has integer bounds, else None."""
+    m = match(n)
+    if m is None:
+        return None
+    iv.box(m.test.rank)
+    ranks = iv.ranks.get(m.test.rank)
+    return None if ranks is None else (m, *ranks)
 
 
 def selected_row_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     """sum<i>(delta(rank[i] - e) * X[i]) in hull{X[i] : e in [rank_lo[i], rank_hi[i]]} (0 when e is no rank)."""
-    m = match_selected_row(n)
-    if m is None:
+    found = _matched(iv, match_selected_row, n)
+    if found is None:
         return None
-    ranks = _ranks(iv, m.test.rank)
-    if ranks is None:
-        return None
-    r_lo, r_hi = ranks
+    m, r_lo, r_hi = found
     n_tok = r_lo.shape[1]
     ev = iv.layout.affine(m.test.e)
     e_shape, axes = tuple(ev.data.shape[1:]), ev.axes
@@ -112,17 +114,15 @@ def selected_row_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
         lo, hi = (k.where(none, 0.0, a[:, at]) for a in (lo, hi))
     return Box(lo.reshape((B, *e_shape, *own)), hi.reshape((B, *e_shape, *own)), axes, x.finite)
 
+
 def ranked_sum_rule(iv: IntervalEvaluation, n: Node) -> Box | None:
     """sum<i>(heaviside(rank[i] - t) * X[i]) adds exactly s = n - t - 1 tokens (clipped to 0..n), every token with
     rank_lo > t and none with rank_hi <= t: [sum forced X_lo + the s - #forced smallest undecided X_lo, sum forced
     X_hi + the s - #forced largest undecided X_hi]. heaviside(t - rank[i]): s = t tokens, those ranked < t."""
-    m = match_ranked_sum(n)
-    if m is None:
+    found = _matched(iv, match_ranked_sum, n)
+    if found is None:
         return None
-    ranks = _ranks(iv, m.test.rank)
-    if ranks is None:
-        return None
-    r_lo, r_hi = ranks
+    m, r_lo, r_hi = found
     n_tok, t = r_lo.shape[1], m.test.e.value(iv.env)
     xp, k = iv.xp, iv.k
     rows = [token_rows(iv, f, m.i, n_tok) for f in m.rest]
