@@ -136,28 +136,26 @@ def dyn_bottom():
     return dyn("bottom")
 
 
-def dyn_reference(x, score, v, keep):
-    """The torch reference: a stable descending sort of the scores (ties: the lower index first)."""
+def _dyn_reference(x, score, v, keep, key):
+    """The torch reference, ranking by `key`: a stable descending sort (ties: the lower index first)."""
     import torch
-    order = torch.sort(score, dim=1, descending=True, stable=True).indices
+    order = torch.sort(key, dim=1, descending=True, stable=True).indices
     idx, rest = order[:, :keep], order[:, keep:]
     c = x.shape[-1]
     kept = torch.gather(x[:, 1:], 1, idx[..., None].expand(-1, -1, c))
     vals = torch.gather(v[:, 1:], 1, rest[..., None].expand(-1, -1, c))
     fused = (torch.gather(score, 1, rest)[..., None] * vals).sum(dim=1, keepdim=True)
     return torch.cat([x[:, :1], kept, fused], dim=1)
+
+
+def dyn_reference(x, score, v, keep):
+    """The torch reference: a stable descending sort of the scores (ties: the lower index first)."""
+    return _dyn_reference(x, score, v, keep, score)
 
 
 def dyn_reference_bottom(x, score, v, keep):
     """Bottom-k: the same with the scores negated (a stable sort of -score)."""
-    order = (-score).sort(dim=1, descending=True, stable=True).indices
-    import torch
-    idx, rest = order[:, :keep], order[:, keep:]
-    c = x.shape[-1]
-    kept = torch.gather(x[:, 1:], 1, idx[..., None].expand(-1, -1, c))
-    vals = torch.gather(v[:, 1:], 1, rest[..., None].expand(-1, -1, c))
-    fused = (torch.gather(score, 1, rest)[..., None] * vals).sum(dim=1, keepdim=True)
-    return torch.cat([x[:, :1], kept, fused], dim=1)
+    return _dyn_reference(x, score, v, keep, -score)
 
 
 def dyn_wrong_reference(x, score, v, keep):
