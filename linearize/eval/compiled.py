@@ -21,7 +21,7 @@ import numpy as np
 
 from ..ir import Sym
 from ..ir.program import REQUIREMENTS, InputError, Program
-from ..ir.reads import key_text, read_views
+from ..ir.reads import named_reads, read_views
 from .backends import get_backend
 from .generic import generic_step
 from .plan import Plan
@@ -157,11 +157,9 @@ class Compiled:
 
     def _reads(self, env: Mapping[Sym, int], arrays: dict[str, Any]) -> tuple[frozenset, tuple[Read, ...]]:
         """(the views of inputs read, each input's (name, key, where) to test): reads.py, at these sizes."""
-        views, xp = read_views(self.program.active_roots(env), self.program.inputs, env), self.backend
-        tests = tuple((x.arg[0], None, "") if v is x else
-                      (x.arg[0], xp.viewer(key, tuple(arrays[x.arg[0]].shape)),
-                       key_text(key, tuple(arrays[x.arg[0]].shape[1:])))
-                      for x, found in views.items() for v, key in found)
+        views = read_views(self.program.active_roots(env), self.program.inputs, env)
+        tests = tuple((name, None if key is None else self.backend.viewer(key, tuple(arrays[name].shape)), where)
+                      for name, key, where in named_reads(views, env))
         return frozenset(v for found in views.values() for v, _ in found), tests
 
     def prepare(self, kwargs: Mapping[str, Any]) -> tuple[dict[Sym, int], dict[str, Any], Any]:
@@ -203,18 +201,22 @@ class Compiled:
             n = self._threads[key] = 1 if elements < SMALL_CALL else None
         return n
 
-    def validate(self, **kwargs: Any) -> None:
-        """Everything a call checks (shapes, dtypes, sizes, finiteness of what the program reads, conditions on
-        values), without computing: raises InputError on bad input."""
-        arrays, given, key = self._check(kwargs)
-        self._values(arrays, (self._plans.get(key) or self._plan(arrays, given, key)).reads)
-
-    def __call__(self, **kwargs: Any) -> Any:
+    def _checked(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], Plan, tuple]:
+        """The arrays, the plan for their sizes (made now if new) and its key, every input check passed."""
         arrays, given, key = self._check(kwargs)
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plan(arrays, given, key)
         self._values(arrays, plan.reads)
+        return arrays, plan, key
+
+    def validate(self, **kwargs: Any) -> None:
+        """Everything a call checks (shapes, dtypes, sizes, finiteness of what the program reads, conditions on
+        values), without computing: raises InputError on bad input."""
+        self._checked(kwargs)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        arrays, plan, key = self._checked(kwargs)
         n = self.thread_count(key) if self.threads is not None else None
         # the plan gives its output the batch axis
         return plan.run(arrays) if n is None else on_threads(n, plan.run, arrays)

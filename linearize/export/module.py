@@ -18,7 +18,7 @@ from typing import Any
 from ..ir.nodes import IRError, Sym
 from ..ir.ops import SELECTIONS
 from ..ir.program import InputError, Program
-from ..ir.reads import key_text, read_views
+from ..ir.reads import named_reads, read_views
 from .codegen import Generator, identifier
 
 _CLASS = '''\
@@ -82,7 +82,7 @@ class {cls}(torch.nn.Module):
                 raise ValueError(f"{{names[0]}} and {{n}} disagree: {{list(first.shape)}} {{first.dtype}} "
                                  f"against {{list(t.shape)}} {{t.dtype}}")
         for n, key, where in self.reads:  # what forward reads of each input (linearize/ir/reads.py)
-            if not bool(torch.isfinite(given[n][key]).all()):
+            if not bool(torch.isfinite(given[n] if key is None else given[n][key]).all()):
                 raise ValueError(f"{{n}} contains NaN or infinite values" + (where and f" in {{n}}{{where}}, which the "
                                  "program reads"))
         for n, condition in self.requires:  # the program's conditions on values (ToMe: size > 0)
@@ -137,9 +137,7 @@ def module_source(program: Program, **static_sizes: int) -> tuple[str, str]:
     gen = Generator(program, env)
     body = gen.forward(program.active_root(env))
     shapes = {n.arg[0]: tuple(d.value(env) for d in n.arg[1]) for n in program.inputs}
-    reads = tuple((x.arg[0], key, "" if v is x else key_text(key, shapes[x.arg[0]]))
-                  for x, found in read_views(program.active_roots(env), program.inputs, env).items()
-                  for v, key in found)
+    reads = named_reads(read_views(program.active_roots(env), program.inputs, env), env)
     cls = identifier("".join(w.capitalize() for w in program.name.replace("-", "_").split("_")) or "Program",
                      set()) + "Oblivious"
     sizes = {s.name: v for s, v in sorted(env.items(), key=lambda t: t[0].name) if not s.derived}

@@ -90,6 +90,17 @@ def read_views(roots: Iterable[Node], inputs: Iterable[Node],
     return out
 
 
+def named_reads(views: dict[Node, list[tuple[Node, Key]]],
+                env: Mapping[Sym, int]) -> tuple[tuple[str, Key | None, str], ...]:
+    """read_views' result as (input name, key, the view as text) per view read; key None and text "" where the
+    input is read whole."""
+    out = []
+    for x, found in views.items():
+        shape = tuple(d.value(env) for d in x.arg[1])
+        out += [(x.arg[0], None, "") if v is x else (x.arg[0], key, key_text(key, shape)) for v, key in found]
+    return tuple(out)
+
+
 def _static_shape(x: Node, env: Mapping[Sym, int]) -> bool:
     try:
         return all(d.value(env) >= 0 for d in x.arg[1])
