@@ -156,7 +156,8 @@ class Compiled:
                 raise InputError(f"{name} {REQUIREMENTS[condition]}")
 
     def _reads(self, env: Mapping[Sym, int], arrays: dict[str, Any]) -> tuple[frozenset, tuple[Read, ...]]:
-        """(the views of inputs read, each input's (name, key, where) to test): reads.py, at these sizes."""
+        """(the views of inputs read, each input's (name, viewer or None, where) to test): ir/reads.py, at these
+        sizes."""
         views = read_views(self.program.active_roots(env), self.program.inputs, env)
         tests = tuple((name, None if key is None else self.backend.viewer(key, tuple(arrays[name].shape)), where)
                       for name, key, where in named_reads(views, env))

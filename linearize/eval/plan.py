@@ -91,7 +91,8 @@ class Plan:
     widen: Callable[[Any, tuple[int, ...]], Any] | None = None  # broadcasts a batch-1 output to `batch`
     batch: int = 1
     mode: str = "oblivious"  # the strategies it was planned with (Compiled's `strategy`)
-    reads: tuple = ()  # (input name, key, where) per view of an input the program reads (reads.py): the checked
+    # (input name, viewer, where) per view of an input the program reads (ir/reads.py): what a call checks finite
+    reads: tuple = ()
     _code: list[tuple[Callable[..., Any], tuple[int, ...], int, tuple[int, ...]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -70,7 +70,7 @@ class Planner:
             raise ValueError(f"unknown strategy {mode!r}; choose one of {', '.join(MODES)}")
         self.xp, self.env, self.batch, self.dtype = backend, dict(env), batch, dtype
         self.mode = mode
-        # the inputs and views of inputs the call checks finite (reads.py); None: every input, whole
+        # the inputs and views of inputs the call checks finite (ir/reads.py); None: every input, whole
         self.checked = checked
         self.oblivious = mode != "sort"  # kernels whose operations do not depend on the values
         self.strategies = tuple(strategies) if mode != "generic" else ()

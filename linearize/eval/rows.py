@@ -5,7 +5,7 @@ coefficient matrix D that stacks the parts' own: unit rows for a slice, the one-
 the weights for moved rows, the weights for a weighted sum in a unit axis. One (B, R, n) matrix and one product
 replace a product per part and the concatenation that copies their results (EViT: CLS, the kept rows and the fused
 token in one bmm). Only in oblivious plans (with strategy="sort" moving the rows by index costs less), and only
-for an input Y the call checks finite whole (eval/reads.py), so the zero coefficients of rows a part does not read
+for an input Y the call checks finite whole (ir/reads.py), so the zero coefficients of rows a part does not read
 add zeros.
 """
 
@@ -95,7 +95,7 @@ def rows(P: Planner, n: Node) -> Choice | None:
         return None
     Y, parts = found[0][0], [part for _, part in found]  # type: ignore[index]
     if not P.is_checked(Y):
-        return None  # the product multiplies every row of Y: all of it must be checked finite (reads.py)
+        return None  # the product multiplies every row of Y: all of it must be checked finite (ir/reads.py)
     if all(part.kind == "slice" for part in parts) or not all(_inside(P, Y, part) for part in parts):
         return None  # nothing to multiply (the generic cat copies), or an index the generic steps will refuse
     operands = [Y] + [x for part in parts for x in (part.move.E if part.move else None, part.weights) if x is not None]

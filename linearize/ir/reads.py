@@ -25,7 +25,7 @@ from .opcodes import Op
 Key = tuple[Any, ...]  # a basic-indexing key of the batched array: (slice(None), int | slice per axis)
 
 
-def _step(view: Node, env: Mapping[Sym, int], axes: list[int], entries: list[Any], shape: tuple[int, ...]) -> bool:
+def _step(view: Node, env: Mapping[Sym, int], axes: list[int], entries: list[Any]) -> bool:
     """Apply the static view `view` to (axes, entries) in place; False when it is not static at these sizes."""
     try:
         if view.op is Op.SLICE:
@@ -78,13 +78,13 @@ def read_views(roots: Iterable[Node], inputs: Iterable[Node],
             for u in users.get(v, []):
                 if u.src[0] is v and u.op in (Op.SLICE, Op.INDEX):
                     a, e = list(axes), list(entries)
-                    if _step(u, env, a, e, shape):
+                    if _step(u, env, a, e):
                         todo.append((u, a, e))
                         continue
                 read = True
             if read:
                 found.append((v, (slice(None), *entries)))
-        if any(v is x for v, _ in found) or sum(_size(k, shape) for _, k in found) >= math.prod(shape):
+        if any(v is x for v, _ in found) or sum(_size(k) for _, k in found) >= math.prod(shape):
             found = [(x, whole)] if found else []
         out[x] = found
     return out
@@ -94,11 +94,10 @@ def named_reads(views: dict[Node, list[tuple[Node, Key]]],
                 env: Mapping[Sym, int]) -> tuple[tuple[str, Key | None, str], ...]:
     """read_views' result as (input name, key, the view as text) per view read; key None and text "" where the
     input is read whole."""
-    out = []
-    for x, found in views.items():
-        shape = tuple(d.value(env) for d in x.arg[1])
-        out += [(x.arg[0], None, "") if v is x else (x.arg[0], key, key_text(key, shape)) for v, key in found]
-    return tuple(out)
+    def shape(x: Node) -> tuple[int, ...]:
+        return tuple(d.value(env) for d in x.arg[1])
+    return tuple((x.arg[0], None, "") if v is x else (x.arg[0], key, key_text(key, shape(x)))
+                 for x, found in views.items() for v, key in found)
 
 
 def _static_shape(x: Node, env: Mapping[Sym, int]) -> bool:
@@ -108,7 +107,7 @@ def _static_shape(x: Node, env: Mapping[Sym, int]) -> bool:
         return False
 
 
-def _size(key: Key, shape: tuple[int, ...]) -> int:
+def _size(key: Key) -> int:
     return math.prod(e.stop - e.start for e in key[1:] if isinstance(e, slice))
 
 
